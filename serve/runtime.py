@@ -1,0 +1,232 @@
+"""Inference on a bundle with ONNX Runtime, tokenizers and numpy only.
+
+Everything that can happen at load time happens in `Router.load`; the per-request path is a
+tokenizer call, a table gather (or one encoder run), and one tiny ONNX run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from serve.bundle import (
+    CLASSIFIER,
+    TOKENIZER,
+    BundleError,
+    EmbedderKind,
+    EmbedderSpec,
+    Manifest,
+    read_manifest,
+    verify_files,
+)
+
+SMOKE_TEXT = "Hello! Can you summarise this paragraph in one sentence?"
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    # One thread each: a gateway sidecar runs one request at a time per worker, and thread
+    # hand-offs cost more than these tiny graphs take to run.
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise BundleError(f"cannot load ONNX graph {path.name}: {exc}") from None
+
+
+class Embedder(Protocol):
+    dim: int
+
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return (embeddings [n, dim] float32, content token counts [n])."""
+        ...
+
+
+class StaticEmbedder:
+    """Mean of per-token vectors, L2-normalised: the model2vec recipe, no neural network."""
+
+    def __init__(self, table: np.ndarray, tokenizer: Tokenizer, normalize: bool) -> None:
+        self.table = np.ascontiguousarray(table, dtype=np.float32)
+        self.dim = int(table.shape[1])
+        self.tokenizer = tokenizer
+        self.normalize = normalize
+
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if len(texts) == 1:
+            ids = np.asarray(self.tokenizer.encode(texts[0], add_special_tokens=False).ids)
+            counts = np.array([ids.size])
+            vec = self.table[ids].mean(axis=0, keepdims=True) if ids.size else self._zeros(1)
+        else:
+            encs = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+            counts = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+            vec = self._zeros(len(texts))
+            flat = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64)
+            nonempty = counts > 0
+            if flat.size:
+                starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
+                sums = np.add.reduceat(self.table[flat], starts, axis=0)
+                vec[nonempty] = sums / counts[nonempty, None]
+        if self.normalize:
+            norms = np.linalg.norm(vec, axis=1, keepdims=True)
+            vec = vec / np.maximum(norms, 1e-12)
+        return vec.astype(np.float32, copy=False), counts
+
+    def _zeros(self, n: int) -> np.ndarray:
+        return np.zeros((n, self.dim), dtype=np.float32)
+
+
+class TransformerEmbedder:
+    """An ONNX sentence-transformer encoder with mean pooling over the attention mask."""
+
+    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, dim: int,
+                 normalize: bool) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.dim = dim
+        self.normalize = normalize
+        self.input_names = {i.name for i in session.get_inputs()}
+        tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0)
+
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        encs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
+        ids = np.array([e.ids for e in encs], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.session.run(None, feeds)[0]
+        weights = mask[:, :, None].astype(np.float32)
+        vec = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+        if self.normalize:
+            vec = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+        counts = mask.sum(axis=1) - 2  # [CLS] and [SEP] are not content
+        return vec.astype(np.float32, copy=False), np.maximum(counts, 0)
+
+
+def load_tokenizer(path: Path, spec: EmbedderSpec) -> Tokenizer:
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception on bad files
+        raise BundleError(f"cannot load tokenizer {path.name}: {exc}") from None
+    tok.no_padding()
+    cap = spec.token_cap + (2 if spec.kind is EmbedderKind.TRANSFORMER else 0)
+    tok.enable_truncation(max_length=cap)
+    return tok
+
+
+def load_embedder(root: Path, spec: EmbedderSpec) -> Embedder:
+    tokenizer = load_tokenizer(root / TOKENIZER, spec)
+    if spec.kind is EmbedderKind.STATIC:
+        try:
+            table = np.load(root / spec.file, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"cannot load static embeddings {spec.file}: {exc}") from None
+        if table.ndim != 2 or table.shape[1] != spec.dim:
+            raise BundleError(f"{spec.file} has shape {table.shape}, manifest says dim {spec.dim}")
+        if table.shape[0] < tokenizer.get_vocab_size():
+            raise BundleError(f"{spec.file} has fewer rows than the tokenizer's vocabulary")
+        return StaticEmbedder(table, tokenizer, spec.normalize)
+    return TransformerEmbedder(_session(root / spec.file), tokenizer, spec.dim, spec.normalize)
+
+
+def extra_features(names: tuple[str, ...], counts: np.ndarray) -> np.ndarray:
+    """Features beside the embedding; mean pooling forgets length, so we hand it back."""
+    cols = []
+    for name in names:
+        if name == "log_tokens":
+            cols.append(np.log1p(counts.astype(np.float32)))
+        else:
+            raise BundleError(f"unknown extra feature {name!r}")
+    return np.stack(cols, axis=1) if cols else np.zeros((len(counts), 0), np.float32)
+
+
+def monotone_p_sufficient(p_tier: np.ndarray) -> np.ndarray:
+    """Append the top tier (1.0) and take the running max along the ladder.
+
+    `p_tier[:, t]` estimates P(tier t suffices). Under an ordered ladder, if a cheaper tier
+    suffices so does this one, so P(this tier or a cheaper one suffices) is at least the max
+    over cheaper tiers; the running max makes the output non-decreasing by construction.
+    """
+    n = p_tier.shape[0]
+    full = np.concatenate([p_tier.astype(np.float64), np.ones((n, 1))], axis=1)
+    return np.clip(np.maximum.accumulate(full, axis=1), 0.0, 1.0)
+
+
+def decide(p_sufficient: np.ndarray, threshold: float, min_tier: int = 0,
+           max_tier: int | None = None) -> np.ndarray:
+    """Cheapest tier whose p_sufficient reaches the threshold, clamped to [min_tier, max_tier]."""
+    top = p_sufficient.shape[1] - 1
+    hi = top if max_tier is None else max_tier
+    ok = p_sufficient >= threshold
+    ok[:, top] = True
+    tiers = ok.argmax(axis=1)
+    return np.clip(tiers, min_tier, hi)
+
+
+@dataclass
+class Router:
+    """A loaded bundle: text in, p_sufficient per tier out."""
+
+    root: Path
+    manifest: Manifest
+    embedder: Embedder
+    classifier: ort.InferenceSession
+
+    @classmethod
+    def load(cls, bundle: str | Path, verify: bool = True) -> Router:
+        root = Path(bundle).resolve()
+        if not root.is_dir():
+            raise BundleError(f"model bundle not found: {bundle}")
+        manifest = read_manifest(root)
+        if verify:
+            verify_files(root, manifest)
+        embedder = load_embedder(root, manifest.embedder)
+        session = _session(root / manifest.classifier.get("file", CLASSIFIER))
+        router = cls(root, manifest, embedder, session)
+        router._check_signature()
+        return router
+
+    def _check_signature(self) -> None:
+        inp = self.classifier.get_inputs()[0]
+        want = self.manifest.embedder.n_features
+        if inp.shape[-1] not in (want, None) and not isinstance(inp.shape[-1], str):
+            raise BundleError(f"classifier expects {inp.shape[-1]} features, embedder gives {want}")
+        self._input = inp.name
+        self._output = self.manifest.classifier.get("output", "p_tier")
+        self._n_tiers = len(self.manifest.ladder)
+        self._extras = self.manifest.embedder.extra_features
+
+    @property
+    def tier_names(self) -> list[str]:
+        return self.manifest.ladder.names
+
+    def features(self, texts: list[str]) -> np.ndarray:
+        vec, counts = self.embedder.embed(texts)
+        if not self._extras:
+            return vec
+        return np.concatenate([vec, extra_features(self._extras, counts)], axis=1)
+
+    def p_sufficient(self, texts: list[str]) -> np.ndarray:
+        """[n, n_tiers] probabilities, non-decreasing along the ladder, last column 1.0."""
+        if not texts:
+            return np.zeros((0, self._n_tiers))
+        feats = self.features(texts)
+        p_tier = self.classifier.run([self._output], {self._input: feats})[0]
+        if p_tier.shape != (len(texts), self._n_tiers - 1):
+            raise BundleError(f"classifier returned shape {p_tier.shape}")
+        return monotone_p_sufficient(p_tier)
+
+    def smoke(self) -> np.ndarray:
+        """One real query end to end; raises if the bundle cannot answer sensibly."""
+        p = self.p_sufficient([SMOKE_TEXT])
+        if not np.all(np.isfinite(p)) or p.shape != (1, self._n_tiers):
+            raise BundleError("smoke query produced non-finite or mis-shaped output")
+        return p[0]

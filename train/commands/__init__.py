@@ -1,0 +1,1 @@
+"""One module per `rung` subcommand; each exposes `register(subparsers)`."""

@@ -1,0 +1,16 @@
+"""`rung simulate` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="(not built yet)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from train.cli import CommandError
+
+    raise CommandError("rung simulate is not built yet")
