@@ -445,3 +445,7 @@ def _unlabelled(path: Path) -> Iterator[RawRow | RowProblem]:
             continue
         rid = str(obj.get("sample_id") or obj.get("id") or index)
         yield RawRow(rid, text, [], [], line=line)
+
+
+# Readers kept in their own modules register themselves when imported.
+import train.logs  # noqa: E402, F401  (escalation logs: SourceFormat.LOGS)

@@ -169,7 +169,7 @@ def static_embedder(model_path: Path | None = None, dim: int = DEFAULT_STATIC_DI
                     token_cap: int = DEFAULT_STATIC_TOKEN_CAP,
                     progress: bool = True) -> TrainingEmbedder:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Normalize, StaticEmbedding
+    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
 
     folder = distill_static(model_path, dim=dim, progress=progress)
     counter = _counter(folder / TOKENIZER, token_cap)

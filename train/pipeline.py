@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -50,6 +51,11 @@ class TrainConfig:
     name: str | None = None
     lineage: dict[str, Any] = field(default_factory=dict)
     extra_rows: Dataset | None = None  # rows from other sources (logs) merged before training
+    # Held-out rows of the merged data (base rows, then extra_rows); replaces the hash split.
+    holdout_mask: Callable[[Dataset], np.ndarray] | None = None
+    # Threshold and manifest metrics from rows whose outcome is known on every tier only: log
+    # rows leave untried tiers unknown, and scoring them would drop rows selectively.
+    score_complete_rows: bool = False
 
 
 @dataclass
@@ -99,7 +105,7 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
         log(f"skipped {problem}")
     if len(ds.problems) > 20:
         log(f"... and {len(ds.problems) - 20} more bad rows")
-    held = split_holdout(ds.ids) if cfg.holdout else np.zeros(len(ds), bool)
+    held = _held_out(cfg, ds)
     train_ds, test_ds = ds.subset(~held), ds.subset(held)
     clock["load"] = time.perf_counter()
 
@@ -113,13 +119,23 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
     clf = TierClassifier(train_ds.ladder.names, seed=cfg.seed)
     clf.fit(x_train, train_ds.sufficient, train_ds.weights)
     oof = clf.out_of_fold(x_train, train_ds.sufficient, train_ds.weights)
-    threshold = calibrate_threshold(oof, train_ds.quality, cost_train, cfg.target)
-    metrics: dict[str, Any] = {"validation": _split_metrics(oof, train_ds, cost_train, threshold)}
+    cal = _scored_rows(cfg, train_ds)
+    threshold = calibrate_threshold(oof[cal], train_ds.quality[cal], cost_train[cal], cfg.target)
+    metrics: dict[str, Any] = {"validation": _split_metrics(oof[cal], train_ds.subset(cal),
+                                                            cost_train[cal], threshold)}
     metrics["validation"]["method"] = f"{clf.folds}-fold out-of-fold predictions on train rows"
-    if len(test_ds):
-        cost_test = fill_costs(test_ds, embedder.token_counts(test_ds.texts))
-        metrics["test"] = _split_metrics(clf.p_sufficient(x_test), test_ds, cost_test, threshold)
-        metrics["test"]["method"] = "fixed hash split (sha256(id) % 5 == 0), never trained on"
+    scored_test = _scored_rows(cfg, test_ds, fallback=False)
+    if scored_test.any():
+        scored = test_ds.subset(scored_test)
+        cost_test = fill_costs(scored, embedder.token_counts(scored.texts))
+        metrics["test"] = _split_metrics(clf.p_sufficient(x_test[scored_test]), scored,
+                                         cost_test, threshold)
+        metrics["test"]["method"] = ("explicit held-out rows, never trained on"
+                                     if cfg.holdout_mask else
+                                     "fixed hash split (sha256(id) % 5 == 0), never trained on")
+    if cfg.score_complete_rows:
+        for split in metrics.values():
+            split["method"] += "; rows with every tier's outcome known"
     clock["fit"] = time.perf_counter()
 
     result = _write_bundle(cfg, ds, train_ds, test_ds, embedder, clf, x_train, threshold, metrics)
@@ -129,6 +145,24 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
                    strict=True)}
     seconds["total"] = round(clock["export"] - clock["start"], 3)
     return TrainResult(cfg.out, result, len(train_ds), len(test_ds), seconds)
+
+
+def _held_out(cfg: TrainConfig, ds: Dataset) -> np.ndarray:
+    if cfg.holdout_mask is not None:
+        held = np.asarray(cfg.holdout_mask(ds), dtype=bool)
+        if held.shape != (len(ds),):
+            raise ValueError(f"holdout_mask gave shape {held.shape} for {len(ds)} rows")
+        return held
+    return split_holdout(ds.ids) if cfg.holdout else np.zeros(len(ds), bool)
+
+
+def _scored_rows(cfg: TrainConfig, ds: Dataset, fallback: bool = True) -> np.ndarray:
+    """Rows the threshold and metrics use: all, or (if asked) the complete ones; with none
+    complete, all rows when `fallback` (the threshold needs rows), else none."""
+    if not cfg.score_complete_rows:
+        return np.ones(len(ds), bool)
+    complete = ~np.isnan(ds.quality).any(axis=1)
+    return complete if complete.any() or not fallback else np.ones(len(ds), bool)
 
 
 def concat(a: Dataset, b: Dataset) -> Dataset:

