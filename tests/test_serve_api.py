@@ -297,17 +297,22 @@ def test_exploration_moves_a_share_one_tier_down_and_flags_it(make_client):
 def test_requests_are_logged_as_hashes_not_text(make_client, caplog):
     import logging
 
-    quiet = make_client()
+    default = make_client()
     with caplog.at_level(logging.INFO, logger="rung"):
-        post(quiet, {"text": "my secret prompt"})
-    assert not [r for r in caplog.records if r.name == "rung.requests"]
-    loud = make_client(log_requests=True)
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="rung"):
-        post(loud, {"text": "my secret prompt"})
+        post(default, {"text": "my secret prompt"})
     lines = [r.getMessage() for r in caplog.records if r.name == "rung.requests"]
     assert len(lines) == 1 and "sha256=" in lines[0]
     assert "secret" not in lines[0]
+    quiet = make_client(log_requests=False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rung"):
+        post(quiet, {"text": "my secret prompt"})
+    assert not [r for r in caplog.records if r.name == "rung.requests"]
+    with_text = make_client(log_text=True)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rung"):
+        post(with_text, {"text": "my secret prompt"})
+    assert "my secret prompt" in caplog.records[-1].getMessage()
 
 
 def test_a_streamed_body_without_length_is_read_and_capped(make_client):

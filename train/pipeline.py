@@ -25,7 +25,7 @@ from serve.bundle import (
 )
 from serve.ladder import Ladder
 from serve.runtime import Router
-from train.classifier import TierClassifier, head_auc
+from train.classifier import ClassWeight, TierClassifier, head_auc
 from train.dataset import Dataset, SourceFormat, load_dataset, split_holdout
 from train.embedding import EmbedderChoice, TrainingEmbedder, build_embedder
 from train.export import INPUT, OUTPUT, check_parity, heads_to_onnx
@@ -46,6 +46,7 @@ class TrainConfig:
     holdout: bool = True  # hold out the fixed hash split for the published test figures
     target: ThresholdTarget = field(default_factory=ThresholdTarget)
     seed: int = 0
+    class_weight: ClassWeight = ClassWeight.NONE
     progress: bool = True
     overwrite: bool = False
     name: str | None = None
@@ -116,7 +117,7 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
     clock["embed"] = time.perf_counter()
 
     cost_train = fill_costs(train_ds, embedder.token_counts(train_ds.texts))
-    clf = TierClassifier(train_ds.ladder.names, seed=cfg.seed)
+    clf = TierClassifier(train_ds.ladder.names, seed=cfg.seed, class_weight=cfg.class_weight)
     clf.fit(x_train, train_ds.sufficient, train_ds.weights)
     oof = clf.out_of_fold(x_train, train_ds.sufficient, train_ds.weights)
     cal = _scored_rows(cfg, train_ds)
@@ -199,8 +200,9 @@ def _write_bundle(cfg: TrainConfig, ds: Dataset, train_ds: Dataset, test_ds: Dat
             threshold_target=cfg.target.to_dict(),
             classifier={
                 "file": CLASSIFIER, "input": INPUT, "output": OUTPUT,
-                "algorithm": "per-tier StandardScaler + LogisticRegression(class_weight="
-                             "'balanced'); p_sufficient = running max, top tier = 1.0",
+                "algorithm": "per-tier StandardScaler + LogisticRegression; p_sufficient = "
+                             "running max along the ladder, top tier = 1.0",
+                "class_weight": cfg.class_weight.value,
                 "C": dict(zip(clf.tier_names[:-1], clf.best_c, strict=True)),
                 "cv_roc_auc": dict(zip(clf.tier_names[:-1], clf.cv_auc, strict=True)),
                 "seed": cfg.seed,

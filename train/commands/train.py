@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="threshold target: keep this share of top-tier quality (default 0.95)")
     p.add_argument("--no-holdout", action="store_true",
                    help="train on every row (default: hold out the fixed 20%% hash split)")
+    p.add_argument("--class-weight", choices=["none", "balanced"], default="none",
+                   help="none keeps p_sufficient calibrated (default); balanced re-weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -30,18 +32,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from train.classifier import ClassWeight
+    from train.cli import CommandError
     from train.dataset import SourceFormat
     from train.embedding import EmbedderChoice
     from train.pipeline import TrainConfig, train_bundle
     from train.threshold import ThresholdTarget
 
     if not 0.0 < args.quality_share <= 1.0:
-        raise ValueError("--quality-share must lie in (0, 1]")
+        raise CommandError("--quality-share must lie in (0, 1]")
     cfg = TrainConfig(
         data=args.data, out=args.out, ladder=load_ladder(args.ladder),
         embedder=EmbedderChoice(args.embedder), embedder_path=args.embedder_path,
         fmt=SourceFormat(args.fmt) if args.fmt else None, holdout=not args.no_holdout,
         target=ThresholdTarget(args.quality_share), seed=args.seed,
+        class_weight=ClassWeight(args.class_weight),
         progress=not args.quiet, overwrite=args.overwrite,
     )
     result = train_bundle(cfg)
