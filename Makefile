@@ -41,7 +41,7 @@ lint: $(STAMP) ## ruff lint + format check, mypy on serve/
 	$(VENV)/bin/mypy serve
 
 bench: model ## serving benchmark: /classify vs a no-op FastAPI endpoint, same run
-	$(RUNG) bench serve --models-dir $(MODELS)
+	$(RUNG) bench serve --model $(MODELS)/current
 
 bench-train: $(STAMP) ## training benchmark: time, peak memory, routing quality on ../shared/data
 	$(RUNG) bench train

@@ -195,6 +195,7 @@ def atomic_bundle_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path
     if out.exists() and not overwrite:
         raise BundleError(f"{out} already exists; choose another name or pass --overwrite")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a server may run as another user
     try:
         yield tmp
         if out.exists():

@@ -95,12 +95,25 @@ def list_models(models_dir: str | Path) -> list[ModelEntry]:
         raise BundleError(f"models folder not found: {root}")
     current = current_target(root)
     entries = []
-    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
-                       and not p.name.startswith(".")):
+    for path in sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+    ):
         try:
             m = read_manifest(path)
         except BundleError:
             continue
-        entries.append(ModelEntry(path.name, path, current == path.resolve(), m.version,
-                                  m.created_at, m.threshold, m.metrics, m.lineage))
+        entries.append(
+            ModelEntry(
+                path.name,
+                path,
+                current == path.resolve(),
+                m.version,
+                m.created_at,
+                m.threshold,
+                m.metrics,
+                m.lineage,
+            )
+        )
     return sorted(entries, key=lambda e: e.created_at)

@@ -114,8 +114,9 @@ class TransformerEmbedder:
     0.05 per coordinate for MiniLM). Per text, a batch gives exactly the single-query answer.
     """
 
-    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, dim: int,
-                 normalize: bool) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, tokenizer: Tokenizer, dim: int, normalize: bool
+    ) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.dim = dim
@@ -188,8 +189,9 @@ def monotone_p_sufficient(p_tier: np.ndarray) -> np.ndarray:
     return np.clip(np.maximum.accumulate(full, axis=1), 0.0, 1.0)
 
 
-def decide(p_sufficient: np.ndarray, threshold: float, min_tier: int = 0,
-           max_tier: int | None = None) -> np.ndarray:
+def decide(
+    p_sufficient: np.ndarray, threshold: float, min_tier: int = 0, max_tier: int | None = None
+) -> np.ndarray:
     """Cheapest tier whose p_sufficient reaches the threshold, clamped to [min_tier, max_tier]."""
     top = p_sufficient.shape[1] - 1
     hi = top if max_tier is None else max_tier
@@ -259,9 +261,7 @@ class Router:
         a short request); other embedders fall back to the batch path.
         """
         embedder = self.embedder
-        if not isinstance(embedder, StaticEmbedder) or any(
-            e != "log_tokens" for e in self._extras
-        ):
+        if not isinstance(embedder, StaticEmbedder) or any(e != "log_tokens" for e in self._extras):
             return [float(x) for x in self.p_sufficient([text])[0]]
         feats = np.empty((1, embedder.dim + len(self._extras)), dtype=np.float32)
         n = embedder.embed_one_into(text, feats[0])

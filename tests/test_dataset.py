@@ -69,8 +69,12 @@ def test_labelled_jsonl_counts_bad_rows_with_line_numbers(tmp_path):
         {"id": "b", "text": "   ", "tier": "small"},
         {"id": "c", "text": "plan my launch", "tier": "huge"},
         "{not json",
-        {"id": "e", "messages": [{"role": "user", "content": "prove it"}], "tier": "large",
-         "weight": 2},
+        {
+            "id": "e",
+            "messages": [{"role": "user", "content": "prove it"}],
+            "tier": "large",
+            "weight": 2,
+        },
     ]
     path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines))
     ds = load_dataset([path], default_ladder())
@@ -80,8 +84,10 @@ def test_labelled_jsonl_counts_bad_rows_with_line_numbers(tmp_path):
     np.testing.assert_array_equal(ds.quality, [[1, 1, 1], [0, 0, 1]])
     assert ds.weights.tolist() == [1.0, 2.0]
     assert [(p.line, p.reason.split(":")[0]) for p in ds.problems] == [
-        (2, "missing or empty text"), (3, "unknown tier 'huge'; the ladder has ['small', "
-                                          "'medium', 'large']"), (4, "invalid JSON")]
+        (2, "missing or empty text"),
+        (3, "unknown tier 'huge'; the ladder has ['small', 'medium', 'large']"),
+        (4, "invalid JSON"),
+    ]
 
 
 def test_labelled_csv_reads(tmp_path):
@@ -93,16 +99,18 @@ def test_labelled_csv_reads(tmp_path):
 
 
 def _routerbench_csv(path):
-    header = ("idx,sample_id,prompt,eval_name,mistralai/mistral-7b-chat,"
-              "mistralai/mixtral-8x7b-chat,gpt-4-1106-preview,"
-              "mistralai/mistral-7b-chat|total_cost,mistralai/mixtral-8x7b-chat|total_cost,"
-              "gpt-4-1106-preview|total_cost\n")
+    header = (
+        "idx,sample_id,prompt,eval_name,mistralai/mistral-7b-chat,"
+        "mistralai/mixtral-8x7b-chat,gpt-4-1106-preview,"
+        "mistralai/mistral-7b-chat|total_cost,mistralai/mixtral-8x7b-chat|total_cost,"
+        "gpt-4-1106-preview|total_cost\n"
+    )
     body = [
         "0,s1,\"['Add 2 and 3.', 'Answer:']\",math,1.0,1.0,1.0,0.001,0.002,0.03",
         "1,s2,\"['Hard one']\",math,0.0,1.0,1.0,0.001,0.002,0.03",
         "2,s3,\"['Nobody solves this']\",logic,0.0,0.0,0.0,0.001,0.002,0.03",
         "3,s4,\"['Missing cells']\",logic,,1.0,,0.001,0.002,0.03",
-        "4,s5,\"not a list\",logic,1.0,1.0,1.0,0.001,0.002,0.03",
+        '4,s5,"not a list",logic,1.0,1.0,1.0,0.001,0.002,0.03',
         "5,s6,\"['Bad score']\",logic,yes,1.0,1.0,0.001,0.002,0.03",
     ]
     path.write_text(header + "\n".join(body) + "\n")
@@ -119,9 +127,10 @@ def test_routerbench_layout_keeps_outcomes_costs_and_reports_bad_rows(tmp_path):
     np.testing.assert_array_equal(ds.labels, [0, 1, 2, 1])  # unsolved s3 -> top
     assert math.isnan(ds.quality[3, 0]) and math.isnan(ds.sufficient[3, 2])
     np.testing.assert_allclose(ds.cost[0], [0.001, 0.002, 0.03])
-    assert [p.reason for p in ds.problems] == ["prompt is not a stringified list",
-                                               "unparsable score 'yes' for "
-                                               "mistralai/mistral-7b-chat"]
+    assert [p.reason for p in ds.problems] == [
+        "prompt is not a stringified list",
+        "unparsable score 'yes' for mistralai/mistral-7b-chat",
+    ]
     assert [p.line for p in ds.problems] == [6, 7]
     assert ds.inputs[0].rows == 4 and ds.inputs[0].bad_rows == 2
     assert len(ds.inputs[0].sha256) == 64
@@ -138,15 +147,22 @@ def test_unsolved_drop_policy_skips_rows_no_tier_passes(tmp_path):
 def test_routellm_and_llmrouter_layouts(tmp_path):
     rl = tmp_path / "mmlu_x.csv"
     rl.write_text('prompt,weak,strong\n"Q1\nA. x\nAnswer:",True,True\nQ2,False,True\n')
-    ladder = Ladder.from_dict({"tiers": [{"name": "small", "model": "weak"},
-                                         {"name": "large", "model": "strong"}]})
+    ladder = Ladder.from_dict(
+        {"tiers": [{"name": "small", "model": "weak"}, {"name": "large", "model": "strong"}]}
+    )
     ds = load_dataset([rl], ladder)
     assert detect_format(rl) is SourceFormat.ROUTELLM
     np.testing.assert_array_equal(ds.quality, [[1, 1], [0, 1]])
     assert ds.ids == ["0", "1"] and ds.texts[0].startswith("Q1\nA. x")
     lr = tmp_path / "train.json"
-    lr.write_text(json.dumps([{"question": "q", "scores": {"weak": 0.4, "strong": 0.9}},
-                              {"question": "", "scores": {"weak": 1, "strong": 1}}]))
+    lr.write_text(
+        json.dumps(
+            [
+                {"question": "q", "scores": {"weak": 0.4, "strong": 0.9}},
+                {"question": "", "scores": {"weak": 1, "strong": 1}},
+            ]
+        )
+    )
     ds2 = load_dataset([lr], ladder)
     np.testing.assert_allclose(ds2.quality, [[0.4, 0.9]])
     np.testing.assert_array_equal(ds2.labels, [1])
@@ -155,8 +171,14 @@ def test_routellm_and_llmrouter_layouts(tmp_path):
 
 def test_a_ladder_model_missing_from_the_data_is_named(tmp_path):
     path = _routerbench_csv(tmp_path / "bench.csv")
-    ladder = Ladder.from_dict({"tiers": [{"name": "a", "model": "mistralai/mistral-7b-chat"},
-                                         {"name": "b", "model": "no-such-model"}]})
+    ladder = Ladder.from_dict(
+        {
+            "tiers": [
+                {"name": "a", "model": "mistralai/mistral-7b-chat"},
+                {"name": "b", "model": "no-such-model"},
+            ]
+        }
+    )
     with pytest.raises(DataError, match="no-such-model"):
         load_dataset([path], ladder)
 

@@ -84,8 +84,9 @@ def test_threshold_is_the_cheapest_that_keeps_the_target():
 def tiny_bundle(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tiny")
     data = write_jsonl(root / "tiny.jsonl")
-    cfg = TrainConfig(data=[str(data)], out=root / "models" / "tiny", ladder=default_ladder(),
-                      progress=False)
+    cfg = TrainConfig(
+        data=[str(data)], out=root / "models" / "tiny", ladder=default_ladder(), progress=False
+    )
     train_bundle(cfg, log=lambda *_: None)
     return cfg.out, data
 
@@ -114,8 +115,11 @@ def test_served_bundle_matches_the_training_pipeline(tiny_bundle):
 
     bundle, _ = tiny_bundle
     heads = joblib.load(bundle / "training" / "heads.joblib")["heads"]
-    texts = ["hi", "Prove the Riemann hypothesis for function fields.",
-             "Summarise this: " + "the meeting moved to Friday. " * 80]
+    texts = [
+        "hi",
+        "Prove the Riemann hypothesis for function fields.",
+        "Summarise this: " + "the meeting moved to Friday. " * 80,
+    ]
     features = static_embedder(progress=False).encode(texts, progress=False)
     expected_raw = np.column_stack([h.predict_proba(features)[:, 1] for h in heads])
     expected = np.maximum.accumulate(np.column_stack([expected_raw, np.ones(3)]), axis=1)
@@ -157,8 +161,9 @@ def test_cli_train_refuses_to_overwrite_and_predict_writes_ids(tiny_bundle, tmp_
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
-    assert main(["train", "--data", str(tmp_path / "nope.jsonl"), "--out",
-                 str(tmp_path / "m")]) == 2
+    assert (
+        main(["train", "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "m")]) == 2
+    )
     err = capsys.readouterr().err
     assert "data file not found" in err and "Traceback" not in err
 
@@ -173,8 +178,12 @@ def test_routerbench_model_beats_random_mixing_on_held_out_rows(tmp_path):
         upper_envelope,
     )
 
-    cfg = TrainConfig(data=[str(SHARED / "routerbench")], out=tmp_path / "rb",
-                      ladder=default_ladder(), progress=False)
+    cfg = TrainConfig(
+        data=[str(SHARED / "routerbench")],
+        out=tmp_path / "rb",
+        ladder=default_ladder(),
+        progress=False,
+    )
     result = train_bundle(cfg, log=lambda *_: None)
     assert result.test_rows > 300
     from train.dataset import load_dataset, split_holdout
@@ -185,8 +194,9 @@ def test_routerbench_model_beats_random_mixing_on_held_out_rows(tmp_path):
     quality, cost = np.nan_to_num(test.quality), test.cost
     baseline = always_tier_points(quality, cost)
     c_min, c_max = baseline[0].cost, baseline[-1].cost
-    router_env = upper_envelope(threshold_sweep(p, quality, cost, np.linspace(0, 1, 101))
-                                + baseline)
+    router_env = upper_envelope(
+        threshold_sweep(p, quality, cost, np.linspace(0, 1, 101)) + baseline
+    )
     router_auc = normalised_auc(router_env, c_min, c_max)
     random_auc = normalised_auc(upper_envelope(baseline), c_min, c_max)
     assert router_auc > random_auc

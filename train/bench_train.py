@@ -25,16 +25,29 @@ OUTCOME_SETS = (
     ("LLMRouter (3 tiers)", "llmrouter/train.json", "llmrouter.toml"),
 )
 # The child reports its own peak RSS, so each run's figure is its own, not a running max.
-CHILD = ("import resource, sys\nfrom train.cli import main\nrc = main(sys.argv[1:])\n"
-         "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-         "file=sys.stderr)\nsys.exit(rc)")
+CHILD = (
+    "import resource, sys\nfrom train.cli import main\nrc = main(sys.argv[1:])\n"
+    "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+    "file=sys.stderr)\nsys.exit(rc)"
+)
 
 
-def timed_train(data: list[str], out: Path, ladder: Path | None = None,
-                env: dict[str, str] | None = None) -> dict[str, float]:
+def timed_train(
+    data: list[str], out: Path, ladder: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, float]:
     """Run `rung train` in a child; wall seconds and the child's peak RSS in MiB."""
-    cmd = [sys.executable, "-c", CHILD, "train", "--data", *data, "--out", str(out),
-           "--quiet", "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-c",
+        CHILD,
+        "train",
+        "--data",
+        *data,
+        "--out",
+        str(out),
+        "--quiet",
+        "--overwrite",
+    ]
     if ladder:
         cmd += ["--ladder", str(ladder)]
     start = time.perf_counter()
@@ -54,8 +67,11 @@ def routing_quality(bundle: Path, data: Path, ladder: Path | None) -> dict[str, 
     result = evaluate(bundle, [data], ladder=lad, split="holdout")
     s, mt = result.summary(), result.metrics
     return {
-        "rows": s["rows"], "auc_router": s["auc"], "auc_random": s["auc_random"],
-        "auc_heuristic": s["auc_heuristic"], "auc_oracle": s["auc_oracle"],
+        "rows": s["rows"],
+        "auc_router": s["auc"],
+        "auc_random": s["auc_random"],
+        "auc_heuristic": s["auc_heuristic"],
+        "auc_oracle": s["auc_oracle"],
         "gap_closed": s["gap_closed"],
         "cost_to_95_share_of_top": s["cost_to_95"] / mt["axis"]["top_cost"],
         "saving_vs_random_95": s["saving_vs_random_95"],
@@ -95,23 +111,31 @@ def run(args: Any) -> int:
 def print_report(report: dict[str, Any]) -> None:
     print(f"\nTraining the default bundle from data/queries ({report['machine']}):\n")
     print("| run | wall time (s) | peak RSS (MiB) |\n|---|---:|---:|")
-    for key, label in (("default_cold", "cold cache (distils the static embedding)"),
-                       ("default_warm", "warm cache")):
+    for key, label in (
+        ("default_cold", "cold cache (distils the static embedding)"),
+        ("default_warm", "warm cache"),
+    ):
         if key in report:
             r = report[key]
             print(f"| {label} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} |")
     if not report["quality"]:
         print("\n../shared/data not found: routing quality skipped.")
         return
-    print("\nDefault recipe on ../shared/data (trained on the hash train split, scored on the "
-          "held-out 20%):\n")
-    print("| data | rows | AUC router | random | heuristic | oracle | gap closed | "
-          "cost for 95% quality (share of top) | saving vs random at 95% | beats random | "
-          "beats heuristic | train s |")
+    print(
+        "\nDefault recipe on ../shared/data (trained on the hash train split, scored on the "
+        "held-out 20%):\n"
+    )
+    print(
+        "| data | rows | AUC router | random | heuristic | oracle | gap closed | "
+        "cost for 95% quality (share of top) | saving vs random at 95% | beats random | "
+        "beats heuristic | train s |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|")
     for name, q in report["quality"].items():
-        print(f"| {name} | {q['rows']} | {q['auc_router']:.4f} | {q['auc_random']:.4f} | "
-              f"{q['auc_heuristic']:.4f} | {q['auc_oracle']:.4f} | {q['gap_closed']:.1%} | "
-              f"{q['cost_to_95_share_of_top']:.1%} | {q['saving_vs_random_95']:.1%} | "
-              f"{'yes' if q['beats_random'] else 'no'} | "
-              f"{'yes' if q['beats_heuristic'] else 'no'} | {q['train']['seconds']:.1f} |")
+        print(
+            f"| {name} | {q['rows']} | {q['auc_router']:.4f} | {q['auc_random']:.4f} | "
+            f"{q['auc_heuristic']:.4f} | {q['auc_oracle']:.4f} | {q['gap_closed']:.1%} | "
+            f"{q['cost_to_95_share_of_top']:.1%} | {q['saving_vs_random_95']:.1%} | "
+            f"{'yes' if q['beats_random'] else 'no'} | "
+            f"{'yes' if q['beats_heuristic'] else 'no'} | {q['train']['seconds']:.1f} |"
+        )

@@ -40,11 +40,15 @@ class ClassWeight(str, Enum):
 
 def make_head(c: float, seed: int, class_weight: ClassWeight = ClassWeight.NONE) -> Pipeline:
     weight = "balanced" if class_weight is ClassWeight.BALANCED else None
-    return Pipeline([
-        ("scale", StandardScaler()),
-        ("logreg", LogisticRegression(C=c, class_weight=weight, max_iter=3000,
-                                      random_state=seed)),
-    ])
+    return Pipeline(
+        [
+            ("scale", StandardScaler()),
+            (
+                "logreg",
+                LogisticRegression(C=c, class_weight=weight, max_iter=3000, random_state=seed),
+            ),
+        ]
+    )
 
 
 def _known(y: np.ndarray) -> np.ndarray:
@@ -75,11 +79,16 @@ class TierClassifier:
         return len(self.tier_names) - 1
 
     def _cv(self, n_pos_min: int) -> StratifiedKFold:
-        return StratifiedKFold(min(self.folds, max(2, n_pos_min)), shuffle=True,
-                               random_state=self.seed)
+        return StratifiedKFold(
+            min(self.folds, max(2, n_pos_min)), shuffle=True, random_state=self.seed
+        )
 
-    def fit(self, x: np.ndarray, sufficient: np.ndarray, weights: np.ndarray | None = None,
-            ) -> TierClassifier:
+    def fit(
+        self,
+        x: np.ndarray,
+        sufficient: np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> TierClassifier:
         """Choose C per head by stratified CV (ROC AUC), then refit on every known row."""
         self.heads, self.best_c, self.cv_auc = [], [], []
         for t in range(self.n_heads):
@@ -87,13 +96,17 @@ class TierClassifier:
             y = sufficient[known, t].astype(int)
             _check_target(y, self.tier_names[t])
             w = None if weights is None else weights[known]
-            search = GridSearchCV(make_head(1.0, self.seed, self.class_weight),
-                                  {"logreg__C": list(C_GRID)}, scoring="roc_auc",
-                                  cv=self._cv(np.bincount(y).min()))
+            search = GridSearchCV(
+                make_head(1.0, self.seed, self.class_weight),
+                {"logreg__C": list(C_GRID)},
+                scoring="roc_auc",
+                cv=self._cv(np.bincount(y).min()),
+            )
             search.fit(x[known], y, logreg__sample_weight=w)
             c, auc = float(search.best_params_["logreg__C"]), float(search.best_score_)
-            head = make_head(c, self.seed, self.class_weight).fit(x[known], y,
-                                                                   logreg__sample_weight=w)
+            head = make_head(c, self.seed, self.class_weight).fit(
+                x[known], y, logreg__sample_weight=w
+            )
             self.heads.append(head)
             self.best_c.append(c)
             self.cv_auc.append(auc)
@@ -106,8 +119,9 @@ class TierClassifier:
     def p_sufficient(self, x: np.ndarray) -> np.ndarray:
         return monotone_p_sufficient(self.p_tier(x))
 
-    def out_of_fold(self, x: np.ndarray, sufficient: np.ndarray,
-                    weights: np.ndarray | None = None) -> np.ndarray:
+    def out_of_fold(
+        self, x: np.ndarray, sufficient: np.ndarray, weights: np.ndarray | None = None
+    ) -> np.ndarray:
         """p_sufficient for every row from heads that never saw it: held-out data for the
         threshold, without giving up rows to a separate validation split."""
         strata = np.nan_to_num(sufficient[:, : self.n_heads], nan=2).astype(int)

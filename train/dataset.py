@@ -109,9 +109,20 @@ class Dataset:
     def subset(self, mask: np.ndarray) -> Dataset:
         idx = np.flatnonzero(mask)
         pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
-        return Dataset(self.ladder, pick(self.ids), pick(self.texts), self.quality[idx],
-                       self.cost[idx], pick(self.groups), pick(self.sources), self.weights[idx],
-                       pick(self.times), self.inputs, self.problems, self.dropped_unsolved)
+        return Dataset(
+            self.ladder,
+            pick(self.ids),
+            pick(self.texts),
+            self.quality[idx],
+            self.cost[idx],
+            pick(self.groups),
+            pick(self.sources),
+            self.weights[idx],
+            pick(self.times),
+            self.inputs,
+            self.problems,
+            self.dropped_unsolved,
+        )
 
     def rows_per_tier(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.ladder))
@@ -186,8 +197,9 @@ def _labelled_quality(ladder: Ladder, tier: Any) -> list[float]:
     return [1.0 if t >= index else 0.0 for t in range(len(ladder))]
 
 
-def _labelled_row(obj: dict[str, Any], ladder: Ladder, path: Path, line: int,
-                  default_id: str) -> RawRow | RowProblem:
+def _labelled_row(
+    obj: dict[str, Any], ladder: Ladder, path: Path, line: int, default_id: str
+) -> RawRow | RowProblem:
     text = obj.get("text")
     if text is None and isinstance(obj.get("messages"), list):
         text = text_from_messages(obj["messages"])
@@ -205,8 +217,9 @@ def _labelled_row(obj: dict[str, Any], ladder: Ladder, path: Path, line: int,
     if not weight > 0:
         return RowProblem(str(path), line, f"weight must be > 0, got {weight}")
     rid = str(obj.get("sample_id") or obj.get("id") or default_id)
-    return RawRow(rid, text, quality, _nan_row(ladder), str(obj.get("family") or path.stem),
-                  weight, line=line)
+    return RawRow(
+        rid, text, quality, _nan_row(ladder), str(obj.get("family") or path.stem), weight, line=line
+    )
 
 
 def _labelled_records(path: Path) -> Iterator[tuple[int, int, dict[str, Any]] | RowProblem]:
@@ -265,8 +278,10 @@ def _require_columns(path: Path, ladder: Ladder, available: list[str]) -> None:
     missing = [m for m in ladder.model_columns() if m not in available]
     if missing:
         models = [c for c in available if "|" not in c][:20]
-        raise DataError(f"{path}: the ladder names model(s) {missing} that the data lacks; "
-                        f"columns include {models}")
+        raise DataError(
+            f"{path}: the ladder names model(s) {missing} that the data lacks; "
+            f"columns include {models}"
+        )
 
 
 def _prompt_text(raw: str) -> str:
@@ -277,8 +292,9 @@ def _prompt_text(raw: str) -> str:
     return str(value)
 
 
-def _outcome_row(rec: dict[str, Any], ladder: Ladder, path: Path, line: int, rid: str,
-                 text: Any, group: str) -> RawRow | RowProblem:
+def _outcome_row(
+    rec: dict[str, Any], ladder: Ladder, path: Path, line: int, rid: str, text: Any, group: str
+) -> RawRow | RowProblem:
     if not isinstance(text, str) or not text.strip():
         return RowProblem(str(path), line, "missing or empty prompt")
     quality, cost = [], []
@@ -286,8 +302,9 @@ def _outcome_row(rec: dict[str, Any], ladder: Ladder, path: Path, line: int, rid
         try:
             quality.append(_score(rec.get(t.model)))
         except ValueError:
-            return RowProblem(str(path), line, f"unparsable score {rec.get(t.model)!r} for "
-                                               f"{t.model}")
+            return RowProblem(
+                str(path), line, f"unparsable score {rec.get(t.model)!r} for {t.model}"
+            )
         raw_cost = rec.get(f"{t.model}|total_cost")
         try:
             cost.append(float(raw_cost) if raw_cost not in (None, "") else math.nan)
@@ -310,8 +327,9 @@ def read_routerbench(path: Path, ladder: Ladder) -> Iterator[RawRow | RowProblem
                 yield RowProblem(str(path), rows.line_num, "prompt is not a stringified list")
                 continue
             rid = rec.get("sample_id") or str(i)
-            yield _outcome_row(rec, ladder, path, rows.line_num, rid, text,
-                               rec.get("eval_name") or "")
+            yield _outcome_row(
+                rec, ladder, path, rows.line_num, rid, text, rec.get("eval_name") or ""
+            )
 
 
 @reader(SourceFormat.ROUTELLM)
@@ -321,8 +339,9 @@ def read_routellm(path: Path, ladder: Ladder) -> Iterator[RawRow | RowProblem]:
         _require_columns(path, ladder, list(rows.fieldnames or []))
         for i, rec in enumerate(rows):
             line = rows.line_num
-            yield _outcome_row(rec, ladder, path, line, rec.get("id") or str(i), rec.get("prompt"),
-                               path.stem)
+            yield _outcome_row(
+                rec, ladder, path, line, rec.get("id") or str(i), rec.get("prompt"), path.stem
+            )
 
 
 @reader(SourceFormat.LLMROUTER)
@@ -333,8 +352,7 @@ def read_llmrouter(path: Path, ladder: Ladder) -> Iterator[RawRow | RowProblem]:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON list of {{question, scores}} objects")
-    models = sorted({m for it in items if isinstance(it, dict)
-                     for m in (it.get("scores") or {})})
+    models = sorted({m for it in items if isinstance(it, dict) for m in (it.get("scores") or {})})
     _require_columns(path, ladder, models)
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("scores"), dict):
@@ -356,8 +374,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_dataset(paths: list[str | Path], ladder: Ladder, fmt: SourceFormat | None = None,
-                 apply_policy: bool = True) -> Dataset:
+def load_dataset(
+    paths: list[str | Path],
+    ladder: Ladder,
+    fmt: SourceFormat | None = None,
+    apply_policy: bool = True,
+) -> Dataset:
     """Read every file, keep good rows, count and report bad ones; refuse if none is usable."""
     rows: list[RawRow] = []
     sources: list[str] = []
@@ -372,22 +394,46 @@ def load_dataset(paths: list[str | Path], ladder: Ladder, fmt: SourceFormat | No
             else:
                 rows.append(item)
                 sources.append(str(path))
-        inputs.append(InputFile(str(path), _sha256(path), kind.value, len(rows) - good_before,
-                                len(problems) - bad_before))
+        inputs.append(
+            InputFile(
+                str(path),
+                _sha256(path),
+                kind.value,
+                len(rows) - good_before,
+                len(problems) - bad_before,
+            )
+        )
     return _assemble(rows, sources, problems, inputs, ladder, apply_policy)
 
 
-def _assemble(rows: list[RawRow], sources: list[str], problems: list[RowProblem],
-              inputs: list[InputFile], ladder: Ladder, apply_policy: bool) -> Dataset:
+def _assemble(
+    rows: list[RawRow],
+    sources: list[str],
+    problems: list[RowProblem],
+    inputs: list[InputFile],
+    ladder: Ladder,
+    apply_policy: bool,
+) -> Dataset:
     if not rows:
         detail = "; ".join(map(str, problems[:5]))
-        raise DataError(f"no usable rows in {[i.path for i in inputs]}"
-                        + (f" ({len(problems)} bad rows, e.g. {detail})" if problems else ""))
+        raise DataError(
+            f"no usable rows in {[i.path for i in inputs]}"
+            + (f" ({len(problems)} bad rows, e.g. {detail})" if problems else "")
+        )
     quality = np.array([r.quality for r in rows], dtype=float)
-    ds = Dataset(ladder, [r.id for r in rows], [r.text for r in rows], quality,
-                 np.array([r.cost for r in rows], dtype=float), [r.group for r in rows], sources,
-                 np.array([r.weight for r in rows], dtype=float), [r.time for r in rows],
-                 inputs, problems)
+    ds = Dataset(
+        ladder,
+        [r.id for r in rows],
+        [r.text for r in rows],
+        quality,
+        np.array([r.cost for r in rows], dtype=float),
+        [r.group for r in rows],
+        sources,
+        np.array([r.weight for r in rows], dtype=float),
+        [r.time for r in rows],
+        inputs,
+        problems,
+    )
     if apply_policy and ladder.unsolved is UnsolvedPolicy.DROP:
         solved = (np.nan_to_num(ds.sufficient, nan=0.0) > 0).any(axis=1)
         dropped = int((~solved).sum())
@@ -400,8 +446,7 @@ def _assemble(rows: list[RawRow], sources: list[str], problems: list[RowProblem]
 
 def split_holdout(ids: list[str], folds: int = 5) -> np.ndarray:
     """True for held-out rows: a fixed hash of the id, so the split never drifts."""
-    return np.array([int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) % folds == 0
-                     for i in ids])
+    return np.array([int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) % folds == 0 for i in ids])
 
 
 @dataclass(frozen=True)
@@ -411,8 +456,9 @@ class TextRow:
     text: str
 
 
-def read_texts(paths: list[str | Path], ladder: Ladder,
-               fmt: SourceFormat | None = None) -> tuple[list[TextRow], list[RowProblem]]:
+def read_texts(
+    paths: list[str | Path], ladder: Ladder, fmt: SourceFormat | None = None
+) -> tuple[list[TextRow], list[RowProblem]]:
     """Texts to route, with their ids; labels are optional here (prediction, not training)."""
     rows: list[TextRow] = []
     problems: list[RowProblem] = []
@@ -425,8 +471,10 @@ def read_texts(paths: list[str | Path], ladder: Ladder,
             else:
                 rows.append(TextRow(str(path), item.id, item.text))
     if not rows:
-        raise DataError(f"no usable rows in {list(map(str, paths))}"
-                        + (f"; e.g. {problems[0]}" if problems else ""))
+        raise DataError(
+            f"no usable rows in {list(map(str, paths))}"
+            + (f"; e.g. {problems[0]}" if problems else "")
+        )
     return rows, problems
 
 

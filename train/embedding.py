@@ -87,8 +87,9 @@ def _token_vectors(model: Any, batch_size: int, progress: bool) -> np.ndarray:
     out = np.zeros((vocab, transformer.config.hidden_size), dtype=np.float32)
     starts = range(0, vocab, batch_size)
     with torch.inference_mode():
-        for start in tqdm(starts, desc="distilling static embedding", disable=not progress,
-                          unit="batch"):
+        for start in tqdm(
+            starts, desc="distilling static embedding", disable=not progress, unit="batch"
+        ):
             ids = torch.arange(start, min(start + batch_size, vocab))
             n = ids.numel()
             batch = torch.stack([torch.full((n,), cls_id), ids, torch.full((n,), sep_id)], 1)
@@ -106,8 +107,9 @@ def _pca_zipf(vectors: np.ndarray, dim: int) -> np.ndarray:
     return (reduced * weights).astype(np.float32)
 
 
-def distill_static(model_path: Path | None = None, dim: int = DEFAULT_STATIC_DIM,
-                   progress: bool = True) -> Path:
+def distill_static(
+    model_path: Path | None = None, dim: int = DEFAULT_STATIC_DIM, progress: bool = True
+) -> Path:
     """Distil (or reuse from cache) a static embedding; returns a folder with table + tokenizer."""
     model_path = Path(model_path) if model_path else minilm_path()
     key = f"static-v{STATIC_RECIPE_VERSION}-{_model_fingerprint(model_path)}-{dim}"
@@ -139,8 +141,13 @@ class TrainingEmbedder:
 
     def encode(self, texts: list[str], progress: bool = True, batch_size: int = 256) -> np.ndarray:
         """Features exactly as serving computes them: embedding, then extra features."""
-        vec = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
-                                convert_to_numpy=True, normalize_embeddings=self.spec.normalize)
+        vec = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=self.spec.normalize,
+        )
         vec = np.asarray(vec, dtype=np.float32)
         if not self.spec.extra_features:
             return vec
@@ -165,9 +172,12 @@ def _counter(tokenizer_path: Path, cap: int) -> Any:
     return tok
 
 
-def static_embedder(model_path: Path | None = None, dim: int = DEFAULT_STATIC_DIM,
-                    token_cap: int = DEFAULT_STATIC_TOKEN_CAP,
-                    progress: bool = True) -> TrainingEmbedder:
+def static_embedder(
+    model_path: Path | None = None,
+    dim: int = DEFAULT_STATIC_DIM,
+    token_cap: int = DEFAULT_STATIC_TOKEN_CAP,
+    progress: bool = True,
+) -> TrainingEmbedder:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
 
@@ -194,8 +204,12 @@ def _source_id(path: Path) -> str:
     return MINILM_ID if path == minilm_path() else str(path)
 
 
-def build_embedder(choice: EmbedderChoice, model_path: Path | None = None,
-                   progress: bool = True, work_dir: Path | None = None) -> TrainingEmbedder:
+def build_embedder(
+    choice: EmbedderChoice,
+    model_path: Path | None = None,
+    progress: bool = True,
+    work_dir: Path | None = None,
+) -> TrainingEmbedder:
     if choice is EmbedderChoice.STATIC:
         return static_embedder(model_path, progress=progress)
     from train.transformer_export import transformer_embedder

@@ -71,8 +71,9 @@ def heads_to_onnx(heads: list[Pipeline], n_features: int) -> onnx.ModelProto:
     return merged
 
 
-def check_parity(model: onnx.ModelProto, expected: np.ndarray, x: np.ndarray,
-                 atol: float = 1e-4) -> float:
+def check_parity(
+    model: onnx.ModelProto, expected: np.ndarray, x: np.ndarray, atol: float = 1e-4
+) -> float:
     """Run the graph in ONNX Runtime and compare with sklearn; returns the max abs difference."""
     import onnxruntime as ort
 
@@ -80,6 +81,8 @@ def check_parity(model: onnx.ModelProto, expected: np.ndarray, x: np.ndarray,
     got = session.run([OUTPUT], {INPUT: x.astype(np.float32)})[0]
     diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
     if got.shape != expected.shape or diff > atol:
-        raise ExportError(f"ONNX output differs from sklearn by {diff:.2e} (shape {got.shape} "
-                          f"vs {expected.shape})")
+        raise ExportError(
+            f"ONNX output differs from sklearn by {diff:.2e} (shape {got.shape} "
+            f"vs {expected.shape})"
+        )
     return diff

@@ -31,8 +31,17 @@ from train.embedding import EmbedderChoice, TrainingEmbedder, build_embedder
 from train.export import INPUT, OUTPUT, check_parity, heads_to_onnx
 from train.threshold import ThresholdTarget, calibrate_threshold, operating_summary
 
-LIBRARIES = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "tokenizers",
-             "sentence-transformers", "torch", "transformers")
+LIBRARIES = (
+    "numpy",
+    "scikit-learn",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "tokenizers",
+    "sentence-transformers",
+    "torch",
+    "transformers",
+)
 
 
 @dataclass
@@ -110,8 +119,9 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
     train_ds, test_ds = ds.subset(~held), ds.subset(held)
     clock["load"] = time.perf_counter()
 
-    embedder = build_embedder(cfg.embedder, cfg.embedder_path, progress=cfg.progress,
-                              work_dir=cfg.out.parent)
+    embedder = build_embedder(
+        cfg.embedder, cfg.embedder_path, progress=cfg.progress, work_dir=cfg.out.parent
+    )
     x_train = embedder.encode(train_ds.texts, progress=cfg.progress)
     x_test = embedder.encode(test_ds.texts, progress=False) if len(test_ds) else x_train[:0]
     clock["embed"] = time.perf_counter()
@@ -122,18 +132,22 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
     oof = clf.out_of_fold(x_train, train_ds.sufficient, train_ds.weights)
     cal = _scored_rows(cfg, train_ds)
     threshold = calibrate_threshold(oof[cal], train_ds.quality[cal], cost_train[cal], cfg.target)
-    metrics: dict[str, Any] = {"validation": _split_metrics(oof[cal], train_ds.subset(cal),
-                                                            cost_train[cal], threshold)}
+    metrics: dict[str, Any] = {
+        "validation": _split_metrics(oof[cal], train_ds.subset(cal), cost_train[cal], threshold)
+    }
     metrics["validation"]["method"] = f"{clf.folds}-fold out-of-fold predictions on train rows"
     scored_test = _scored_rows(cfg, test_ds, fallback=False)
     if scored_test.any():
         scored = test_ds.subset(scored_test)
         cost_test = fill_costs(scored, embedder.token_counts(scored.texts))
-        metrics["test"] = _split_metrics(clf.p_sufficient(x_test[scored_test]), scored,
-                                         cost_test, threshold)
-        metrics["test"]["method"] = ("explicit held-out rows, never trained on"
-                                     if cfg.holdout_mask else
-                                     "fixed hash split (sha256(id) % 5 == 0), never trained on")
+        metrics["test"] = _split_metrics(
+            clf.p_sufficient(x_test[scored_test]), scored, cost_test, threshold
+        )
+        metrics["test"]["method"] = (
+            "explicit held-out rows, never trained on"
+            if cfg.holdout_mask
+            else "fixed hash split (sha256(id) % 5 == 0), never trained on"
+        )
     if cfg.score_complete_rows:
         for split in metrics.values():
             split["method"] += "; rows with every tier's outcome known"
@@ -141,9 +155,12 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
 
     result = _write_bundle(cfg, ds, train_ds, test_ds, embedder, clf, x_train, threshold, metrics)
     clock["export"] = time.perf_counter()
-    seconds = {k: round(clock[k] - clock[p], 3) for p, k in
-               zip(("start", "load", "embed", "fit"), ("load", "embed", "fit", "export"),
-                   strict=True)}
+    seconds = {
+        k: round(clock[k] - clock[p], 3)
+        for p, k in zip(
+            ("start", "load", "embed", "fit"), ("load", "embed", "fit", "export"), strict=True
+        )
+    }
     seconds["total"] = round(clock["export"] - clock["start"], 3)
     return TrainResult(cfg.out, result, len(train_ds), len(test_ds), seconds)
 
@@ -167,17 +184,33 @@ def _scored_rows(cfg: TrainConfig, ds: Dataset, fallback: bool = True) -> np.nda
 
 
 def concat(a: Dataset, b: Dataset) -> Dataset:
-    return Dataset(a.ladder, a.ids + b.ids, a.texts + b.texts,
-                   np.vstack([a.quality, b.quality]), np.vstack([a.cost, b.cost]),
-                   a.groups + b.groups, a.sources + b.sources,
-                   np.concatenate([a.weights, b.weights]), a.times + b.times,
-                   a.inputs + b.inputs, a.problems + b.problems,
-                   a.dropped_unsolved + b.dropped_unsolved)
+    return Dataset(
+        a.ladder,
+        a.ids + b.ids,
+        a.texts + b.texts,
+        np.vstack([a.quality, b.quality]),
+        np.vstack([a.cost, b.cost]),
+        a.groups + b.groups,
+        a.sources + b.sources,
+        np.concatenate([a.weights, b.weights]),
+        a.times + b.times,
+        a.inputs + b.inputs,
+        a.problems + b.problems,
+        a.dropped_unsolved + b.dropped_unsolved,
+    )
 
 
-def _write_bundle(cfg: TrainConfig, ds: Dataset, train_ds: Dataset, test_ds: Dataset,
-                  embedder: TrainingEmbedder, clf: TierClassifier, x_train: np.ndarray,
-                  threshold: float, metrics: dict[str, Any]) -> Manifest:
+def _write_bundle(
+    cfg: TrainConfig,
+    ds: Dataset,
+    train_ds: Dataset,
+    test_ds: Dataset,
+    embedder: TrainingEmbedder,
+    clf: TierClassifier,
+    x_train: np.ndarray,
+    threshold: float,
+    metrics: dict[str, Any],
+) -> Manifest:
     graph = heads_to_onnx(clf.heads, embedder.spec.n_features)
     parity = check_parity(graph, clf.p_tier(x_train[:256]), x_train[:256])
     created = _now()
@@ -199,9 +232,11 @@ def _write_bundle(cfg: TrainConfig, ds: Dataset, train_ds: Dataset, test_ds: Dat
             threshold=threshold,
             threshold_target=cfg.target.to_dict(),
             classifier={
-                "file": CLASSIFIER, "input": INPUT, "output": OUTPUT,
+                "file": CLASSIFIER,
+                "input": INPUT,
+                "output": OUTPUT,
                 "algorithm": "per-tier StandardScaler + LogisticRegression; p_sufficient = "
-                             "running max along the ladder, top tier = 1.0",
+                "running max along the ladder, top tier = 1.0",
                 "class_weight": cfg.class_weight.value,
                 "C": dict(zip(clf.tier_names[:-1], clf.best_c, strict=True)),
                 "cv_roc_auc": dict(zip(clf.tier_names[:-1], clf.cv_auc, strict=True)),
@@ -212,13 +247,16 @@ def _write_bundle(cfg: TrainConfig, ds: Dataset, train_ds: Dataset, test_ds: Dat
                 "inputs": [asdict(i) for i in ds.inputs],
                 "bad_rows": len(ds.problems),
                 "dropped_unsolved": ds.dropped_unsolved,
-                "label_policy": {"pass_mark": ds.ladder.pass_mark,
-                                 "unsolved": ds.ladder.unsolved.value,
-                                 "target": "per-tier sufficiency (score >= pass_mark), "
-                                           "unknown outcomes masked"},
+                "label_policy": {
+                    "pass_mark": ds.ladder.pass_mark,
+                    "unsolved": ds.ladder.unsolved.value,
+                    "target": "per-tier sufficiency (score >= pass_mark), unknown outcomes masked",
+                },
                 "rows": {"train": len(train_ds), "test": len(test_ds)},
-                "rows_per_tier": {"train": train_ds.rows_per_tier(),
-                                  "test": test_ds.rows_per_tier() if len(test_ds) else {}},
+                "rows_per_tier": {
+                    "train": train_ds.rows_per_tier(),
+                    "test": test_ds.rows_per_tier() if len(test_ds) else {},
+                },
             },
             metrics=metrics,
             versions=library_versions(),
@@ -230,8 +268,9 @@ def _write_bundle(cfg: TrainConfig, ds: Dataset, train_ds: Dataset, test_ds: Dat
     return manifest
 
 
-def _check_served_parity(bundle: Path, clf: TierClassifier, embedder: TrainingEmbedder,
-                         texts: list[str]) -> None:
+def _check_served_parity(
+    bundle: Path, clf: TierClassifier, embedder: TrainingEmbedder, texts: list[str]
+) -> None:
     """Refuse to publish a bundle whose serving runtime disagrees with the training pipeline."""
     router = Router.load(bundle)
     expected = clf.p_sufficient(embedder.encode(texts, progress=False))

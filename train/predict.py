@@ -11,14 +11,14 @@ from train.dataset import SourceFormat, read_texts
 BATCH = 512
 
 
-def predict_files(model: Path, data: list[str], out: Path, threshold: float | None = None,
-                  fmt: str | None = None) -> int:
+def predict_files(
+    model: Path, data: list[str], out: Path, threshold: float | None = None, fmt: str | None = None
+) -> int:
     router = Router.load(model)
     tau = router.manifest.threshold if threshold is None else threshold
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {tau}")
-    rows, problems = read_texts(data, router.manifest.ladder,
-                                SourceFormat(fmt) if fmt else None)
+    rows, problems = read_texts(data, router.manifest.ladder, SourceFormat(fmt) if fmt else None)
     for problem in problems:
         print(f"skipped {problem}")
     names = router.tier_names
@@ -29,9 +29,13 @@ def predict_files(model: Path, data: list[str], out: Path, threshold: float | No
             chunk = rows[start : start + BATCH]
             p = router.p_sufficient([r.text for r in chunk])
             for row, probs, tier in zip(chunk, p, decide(p, tau), strict=True):
-                record = {"id": _id(row.id), "tier": names[tier],
-                          "p_sufficient": {n: round(float(v), 6) for n, v in
-                                           zip(names, probs, strict=True)}}
+                record = {
+                    "id": _id(row.id),
+                    "tier": names[tier],
+                    "p_sufficient": {
+                        n: round(float(v), 6) for n, v in zip(names, probs, strict=True)
+                    },
+                }
                 if len(data) > 1:
                     record["source"] = row.source
                 fh.write(json.dumps(record) + "\n")

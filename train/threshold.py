@@ -23,7 +23,7 @@ class ThresholdTarget:
             "kind": "quality_share_of_top_tier",
             "quality_share": self.quality_share,
             "rule": "lowest-cost threshold whose held-out quality >= quality_share x "
-                    "always-top quality; ties go to the higher threshold",
+            "always-top quality; ties go to the higher threshold",
         }
 
 
@@ -33,8 +33,13 @@ def candidate_thresholds(p_sufficient: np.ndarray) -> np.ndarray:
     return values[(values >= 0) & (values <= 1)]
 
 
-def operating_summary(p_sufficient: np.ndarray, quality: np.ndarray, cost: np.ndarray,
-                      threshold: float, names: list[str]) -> dict[str, Any]:
+def operating_summary(
+    p_sufficient: np.ndarray,
+    quality: np.ndarray,
+    cost: np.ndarray,
+    threshold: float,
+    names: list[str],
+) -> dict[str, Any]:
     """Quality, cost and traffic share at one threshold, next to always-top."""
     decisions = decide(p_sufficient, threshold)
     point = operating_point(decisions, quality, cost)
@@ -53,8 +58,9 @@ def operating_summary(p_sufficient: np.ndarray, quality: np.ndarray, cost: np.nd
     }
 
 
-def calibrate_threshold(p_sufficient: np.ndarray, quality: np.ndarray, cost: np.ndarray,
-                        target: ThresholdTarget) -> float:
+def calibrate_threshold(
+    p_sufficient: np.ndarray, quality: np.ndarray, cost: np.ndarray, target: ThresholdTarget
+) -> float:
     """Cheapest threshold meeting the target; 1.0 (always top) if nothing cheaper does."""
     n_tiers = p_sufficient.shape[1]
     top_quality = operating_point(np.full(len(p_sufficient), n_tiers - 1), quality, cost).quality

@@ -11,8 +11,12 @@ from serve.ladder import Ladder, default_ladder
 
 
 def add_ladder_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ladder", type=Path, default=None,
-                        help="tier ladder TOML (default: built-in small / medium / large)")
+    parser.add_argument(
+        "--ladder",
+        type=Path,
+        default=None,
+        help="tier ladder TOML (default: built-in small / medium / large)",
+    )
 
 
 def load_ladder(path: Path | None) -> Ladder:
@@ -22,8 +26,13 @@ def load_ladder(path: Path | None) -> Ladder:
 def add_format_arg(parser: argparse.ArgumentParser) -> None:
     from train.dataset import SourceFormat
 
-    parser.add_argument("--format", dest="fmt", choices=[f.value for f in SourceFormat],
-                        default=None, help="input layout (default: detected per file)")
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=[f.value for f in SourceFormat],
+        default=None,
+        help="input layout (default: detected per file)",
+    )
 
 
 def print_table(rows: list[list[Any]], header: list[str], out: Any = None) -> None:
@@ -32,8 +41,13 @@ def print_table(rows: list[list[Any]], header: list[str], out: Any = None) -> No
     cells = [[_fmt(c) for c in r] for r in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for n, r in enumerate(cells):
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                        enumerate(zip(r, widths, strict=True))), file=out)
+        print(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            ),
+            file=out,
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths), file=out)
 

@@ -13,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="bundle folder")
     p.add_argument("--data", nargs="+", required=True, help="files or folders")
     p.add_argument("--out", type=Path, required=True, help="output JSONL")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="override the bundle's calibrated threshold")
+    p.add_argument(
+        "--threshold", type=float, default=None, help="override the bundle's calibrated threshold"
+    )
     add_format_arg(p)
     p.set_defaults(handler=run)
 

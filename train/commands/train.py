@@ -14,17 +14,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="bundle folder, e.g. models/NAME")
     add_ladder_arg(p)
     add_format_arg(p)
-    p.add_argument("--embedder", choices=["static", "transformer"], default="static",
-                   help="static: distilled MiniLM, ~60 us (default); transformer: int8 ONNX "
-                        "MiniLM, ~2 ms")
-    p.add_argument("--embedder-path", type=Path, default=None,
-                   help="local sentence-transformers folder (default: the shipped MiniLM)")
-    p.add_argument("--quality-share", type=float, default=0.95,
-                   help="threshold target: keep this share of top-tier quality (default 0.95)")
-    p.add_argument("--no-holdout", action="store_true",
-                   help="train on every row (default: hold out the fixed 20%% hash split)")
-    p.add_argument("--class-weight", choices=["none", "balanced"], default="none",
-                   help="none keeps p_sufficient calibrated (default); balanced re-weights")
+    p.add_argument(
+        "--embedder",
+        choices=["static", "transformer"],
+        default="static",
+        help="static: distilled MiniLM, ~60 us (default); transformer: int8 ONNX MiniLM, ~2 ms",
+    )
+    p.add_argument(
+        "--embedder-path",
+        type=Path,
+        default=None,
+        help="local sentence-transformers folder (default: the shipped MiniLM)",
+    )
+    p.add_argument(
+        "--quality-share",
+        type=float,
+        default=0.95,
+        help="threshold target: keep this share of top-tier quality (default 0.95)",
+    )
+    p.add_argument(
+        "--no-holdout",
+        action="store_true",
+        help="train on every row (default: hold out the fixed 20%% hash split)",
+    )
+    p.add_argument(
+        "--class-weight",
+        choices=["none", "balanced"],
+        default="none",
+        help="none keeps p_sufficient calibrated (default); balanced re-weights",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -42,12 +60,18 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.quality_share <= 1.0:
         raise CommandError("--quality-share must lie in (0, 1]")
     cfg = TrainConfig(
-        data=args.data, out=args.out, ladder=load_ladder(args.ladder),
-        embedder=EmbedderChoice(args.embedder), embedder_path=args.embedder_path,
-        fmt=SourceFormat(args.fmt) if args.fmt else None, holdout=not args.no_holdout,
-        target=ThresholdTarget(args.quality_share), seed=args.seed,
+        data=args.data,
+        out=args.out,
+        ladder=load_ladder(args.ladder),
+        embedder=EmbedderChoice(args.embedder),
+        embedder_path=args.embedder_path,
+        fmt=SourceFormat(args.fmt) if args.fmt else None,
+        holdout=not args.no_holdout,
+        target=ThresholdTarget(args.quality_share),
+        seed=args.seed,
         class_weight=ClassWeight(args.class_weight),
-        progress=not args.quiet, overwrite=args.overwrite,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     result = train_bundle(cfg)
     summarise(result)
@@ -57,18 +81,41 @@ def run(args: argparse.Namespace) -> int:
 def summarise(result) -> None:  # noqa: ANN001 - TrainResult, imported lazily
     m = result.manifest
     print(f"\nbundle {result.bundle}  version {m.version}")
-    print(f"embedder {m.embedder.kind.value} ({m.embedder.source}), threshold {m.threshold:.4f}"
-          f" (target: {m.threshold_target['quality_share']:.0%} of top-tier quality)")
-    print(f"rows: {result.train_rows} train, {result.test_rows} held out; "
-          f"{m.data['bad_rows']} bad rows skipped; time {result.seconds['total']:.1f} s\n")
+    print(
+        f"embedder {m.embedder.kind.value} ({m.embedder.source}), threshold {m.threshold:.4f}"
+        f" (target: {m.threshold_target['quality_share']:.0%} of top-tier quality)"
+    )
+    print(
+        f"rows: {result.train_rows} train, {result.test_rows} held out; "
+        f"{m.data['bad_rows']} bad rows skipped; time {result.seconds['total']:.1f} s\n"
+    )
     rows = []
     for split in ("validation", "test"):
         s = m.metrics.get(split)
         if not s:
             continue
         shares = " / ".join(f"{v:.0%}" for v in s["traffic_share"].values())
-        rows.append([split, s["rows"], s["quality"], s["top_tier_quality"],
-                     s["quality_share_of_top"], s["cost_share_of_top"], shares])
+        rows.append(
+            [
+                split,
+                s["rows"],
+                s["quality"],
+                s["top_tier_quality"],
+                s["quality_share_of_top"],
+                s["cost_share_of_top"],
+                shares,
+            ]
+        )
     tiers = "/".join(m.ladder.names)
-    print_table(rows, ["split", "rows", "quality", "top quality", "share of top quality",
-                       "share of top cost", f"traffic {tiers}"])
+    print_table(
+        rows,
+        [
+            "split",
+            "rows",
+            "quality",
+            "top quality",
+            "share of top quality",
+            "share of top cost",
+            f"traffic {tiers}",
+        ],
+    )
