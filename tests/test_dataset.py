@@ -210,3 +210,15 @@ def test_holdout_split_is_fixed_and_about_a_fifth():
     assert 0.17 < held.mean() < 0.23
     np.testing.assert_array_equal(held, split_holdout(list(ids)))
     assert split_holdout(["row-5"])[0] == held[5]
+
+
+def test_detection_reads_past_a_bad_or_very_long_first_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    long_text = "word " * 3000
+    path.write_text("{broken\n" + json.dumps({"text": long_text, "tier": "large"}) + "\n")
+    assert detect_format(path) is SourceFormat.LABELLED
+    ds = load_dataset([path], default_ladder())
+    assert len(ds) == 1 and [p.line for p in ds.problems] == [1]
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text(json.dumps({"request_id": "r1", "text": long_text, "attempts": []}) + "\n")
+    assert detect_format(logs) is SourceFormat.LOGS

@@ -161,17 +161,28 @@ def detect_format(path: Path) -> SourceFormat:
         if "prompt" in header:
             return SourceFormat.ROUTELLM
         raise DataError(f"{path}: CSV header {header[:6]} is not a known layout")
-    stripped = head.lstrip()
-    if path.suffix == ".json" or stripped.startswith("["):
+    if path.suffix == ".json" or head.lstrip().startswith("["):
         return SourceFormat.LLMROUTER
-    first = stripped.splitlines()[0]
-    try:
-        obj = json.loads(first)
-    except json.JSONDecodeError:
-        raise DataError(f"{path}: first line is not JSON; pass --format") from None
-    if isinstance(obj, dict) and ("attempts" in obj or "request_id" in obj):
+    obj = _first_json_object(path)
+    if obj is None:
+        raise DataError(f"{path}: none of the first lines is a JSON object; pass --format")
+    if "attempts" in obj or "request_id" in obj:
         return SourceFormat.LOGS
     return SourceFormat.LABELLED
+
+
+def _first_json_object(path: Path, lines: int = 50) -> dict[str, Any] | None:
+    """The first parsable object line: a bad first line is the reader's to report, not a
+    reason to misjudge the whole file (and lines may be longer than any fixed peek)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for _, line in zip(range(lines), fh, strict=False):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+    return None
 
 
 # ---------------------------------------------------------------- readers

@@ -8,8 +8,16 @@ p_sufficient against known outcomes, pooled over the tiers below the top). Share
 
 Rows may carry unknown outcomes (escalation logs never try some tiers). The cost criterion
 needs the quality of whatever tier a threshold picks, so it is computed on the rows whose
-outcome is known on every tier; calibration uses every known (row, tier) pair. Nothing unknown
-is ever filled in.
+outcome is known on every tier; calibration uses every known (row, tier) pair.
+
+Before that, and for the gate's evaluation only, `implied_outcomes` applies the ordered
+ladder's contrapositive: a tier that failed implies every cheaper tier fails too (had a cheaper
+tier sufficed, this one would have). It is the same ordering assumption the log labels already
+make upwards (every tier above the lowest success is sufficient), used downwards. Cascade logs
+start at the routed tier, so without it only requests that started at the cheapest tier (or
+escalated past it) are complete; with it, only requests whose *first* attempt succeeded above
+the cheapest tier stay incomplete. Nothing else is filled in, and training labels never go
+through it (`train.logs.derive_labels` leaves tiers below a failure unknown).
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ class GateCriterion:
     cost_tolerance: float = 0.01  # relative: closer costs are a tie, broken by calibration
     ece_tolerance: float = 0.01  # absolute: a tie passes if ECE is not worse by more than this
     min_rows: int = 50  # fewer complete held-out rows than this: the gate cannot judge
+    # Count a tier as failed when a dearer tier failed (`implied_outcomes`), evaluation only.
+    infer_cheaper_failures: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,7 +66,8 @@ class Verdict(str, Enum):
 class Figures:
     """One model's gate figures on one set of rows (costs are totals over the scored rows)."""
 
-    rows: int  # rows scored by the cost criterion (every tier's outcome known)
+    rows: int  # rows scored by the cost criterion (every tier's outcome known, or implied)
+    observed_rows: int  # of the same rows, those complete before `implied_outcomes`
     top_quality: float  # always-top quality on those rows
     target_quality: float
     cost_at_target: float  # USD on the envelope; inf when unreachable
@@ -94,6 +105,27 @@ def complete_rows(quality: np.ndarray) -> np.ndarray:
     return ~np.isnan(quality).any(axis=1)
 
 
+def implied_outcomes(quality: np.ndarray, pass_mark: float = 0.5) -> np.ndarray:
+    """A copy of `quality` [n, K] where every unknown tier cheaper than a known-insufficient
+    tier scores 0.0 (insufficient, as a logged failure does).
+
+    An inference from the ladder's ordering, not an observation: if a cheaper tier had
+    sufficed, the dearer one that failed would have too. Known outcomes are never changed
+    (a cheaper success above which a tier failed stays a success). For the gate's evaluation
+    only: training labels keep these tiers unknown.
+    """
+    q = np.array(quality, dtype=float, copy=True)
+    if q.ndim != 2:
+        raise ValueError(f"quality must be [rows, tiers], got shape {q.shape}")
+    known = ~np.isnan(q)
+    failed = np.zeros_like(known)
+    failed[known] = q[known] < pass_mark
+    # True at tier t when tier t or a dearer one failed: a cumulative OR from the top down.
+    at_or_below_failure = np.logical_or.accumulate(failed[:, ::-1], axis=1)[:, ::-1]
+    q[~known & at_or_below_failure] = 0.0
+    return q
+
+
 def pooled_ece(p_sufficient: np.ndarray, sufficient: np.ndarray) -> tuple[float, int]:
     """ECE over every known (row, tier) pair below the top tier, and how many pairs."""
     p = p_sufficient[:, :-1].ravel()
@@ -110,15 +142,20 @@ def figures(
     pass_mark: float = 0.5,
     criterion: GateCriterion | None = None,
 ) -> Figures:
-    """Gate figures for one model; `quality` may hold NaN (unknown) outcomes."""
+    """Gate figures for one model; `quality` may hold NaN (unknown) outcomes. With the
+    criterion's `infer_cheaper_failures`, `implied_outcomes` fills tiers below a failure first
+    (cost criterion and ECE alike)."""
     crit = criterion or GateCriterion()
+    observed = int(complete_rows(quality).sum())
+    if crit.infer_cheaper_failures:
+        quality = implied_outcomes(quality, pass_mark)
     with np.errstate(invalid="ignore"):
         sufficient = np.where(np.isnan(quality), np.nan, (quality >= pass_mark).astype(float))
     ece, pairs = pooled_ece(p_sufficient, sufficient)
     full = complete_rows(quality)
     nan = math.nan
     if not full.any():
-        return Figures(0, nan, nan, math.inf, nan, ece, pairs, threshold, nan, nan)
+        return Figures(0, observed, nan, nan, math.inf, nan, ece, pairs, threshold, nan, nan)
     p, q, c = p_sufficient[full], quality[full], cost[full]
     top = operating_point(np.full(len(q), q.shape[1] - 1), q, c)
     target = crit.quality_share * top.quality
@@ -126,6 +163,7 @@ def figures(
     at = threshold_sweep(p, q, c, [threshold])[0]
     return Figures(
         int(full.sum()),
+        observed,
         top.quality,
         target,
         cost_at_quality(envelope, target),
@@ -147,10 +185,15 @@ def judge(candidate: Figures, base: Figures, criterion: GateCriterion | None = N
     crit = criterion or GateCriterion()
     share = f"{crit.quality_share:.0%} of top-tier quality"
     if min(candidate.rows, base.rows) < crit.min_rows:
+        implied = (
+            f" ({base.observed_rows} observed, the rest implied by a dearer tier's failure)"
+            if crit.infer_cheaper_failures
+            else ""
+        )
         return Decision(
             Verdict.UNKNOWN,
-            f"only {min(candidate.rows, base.rows)} held-out rows "
-            f"have every tier's outcome known (need {crit.min_rows}); cannot judge",
+            f"only {min(candidate.rows, base.rows)} held-out rows have every tier's outcome "
+            f"known{implied} (need {crit.min_rows}); cannot judge",
         )
     cand, old = candidate.cost_at_target, base.cost_at_target
     if math.isinf(cand) and not math.isinf(old):

@@ -205,7 +205,11 @@ def _lineage(
             "reason": decision.reason,
             "candidate": fc.to_dict(),
             "base": fb.to_dict(),
-            "rows": "held-out requests whose outcome is known on every tier (cost); "
+            "rows": "held-out requests whose outcome is known on every tier (cost) and "
+            "known (request, tier) pairs (ECE), after inferring that tiers cheaper than a "
+            "failed tier fail too (ladder order; evaluation only)"
+            if cfg.criterion.infer_cheaper_failures
+            else "held-out requests whose outcome is known on every tier (cost); "
             "known (request, tier) pairs (ECE)",
         },
         "forced": cfg.force,
@@ -300,8 +304,14 @@ def outcome_text(res: RetrainResult, promote_requested: bool) -> list[str]:
     fc, fb = res.candidate_figures, res.base_figures
     lines = [
         f"candidate {res.bundle} ({res.manifest.version}) vs base {res.base.version}",
-        f"held out: newest {res.holdout_rows} log requests; {fc.rows} with every tier's "
-        f"outcome known score the cost criterion, {fc.ece_pairs} known (request, tier) pairs "
+        f"held out: newest {res.holdout_rows} log requests; {fc.observed_rows} have every "
+        "tier's outcome observed, "
+        + (
+            f"{fc.rows} once tiers cheaper than a failed tier count as failed (ladder order)"
+            if res.criterion.infer_cheaper_failures
+            else f"{fc.rows} are used (no inference from the ladder order)"
+        )
+        + f"; those score the cost criterion, {fc.ece_pairs} known (request, tier) pairs "
         "score calibration",
     ]
     for name, f in (("base", fb), ("candidate", fc)):
