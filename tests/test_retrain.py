@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -18,7 +19,7 @@ from serve.runtime import Router
 from tests.loop_fixtures import tiny_base_bundle
 from tests.tiny_data import rows as tiny_rows
 from train.cli import main
-from train.gate import Figures, GateCriterion, Verdict, figures, judge
+from train.gate import Figures, GateCriterion, Verdict, figures, implied_outcomes, judge
 from train.logset import load_logs
 from train.pipeline import TrainConfig, train_bundle
 from train.retrain import RetrainConfig, RetrainError, gate_models, outcome_text, retrain
@@ -42,33 +43,36 @@ def models(tiny_base, tmp_path) -> Path:
     return root
 
 
-def _cascade(label: int) -> list[dict]:
-    """A gateway that starts every request at small: complete outcomes on every tier."""
+def _cascade(label: int, start: int = 0) -> list[dict]:
+    """Tiers tried from `start` up to the first success; `label` is the cheapest sufficient
+    tier. Starting at small gives complete outcomes on every tier."""
     return [
         {
             "tier": LADDER.names[t],
-            "outcome": "success" if t == label else "failure",
+            "outcome": "success" if t >= label else "failure",
             "cost_usd": [0.0001, 0.0004, 0.01][t],
         }
-        for t in range(label + 1)
+        for t in range(start, max(start, label) + 1)
     ]
 
 
-def write_logs(path: Path, prefixes=PREFIXES[1:], seed: int = 0) -> Path:
-    """Paraphrased tiny requests with their true cascades, in a shuffled time order."""
+def write_logs(path: Path, prefixes=PREFIXES[1:], seed: int = 0, starts=(0,)) -> Path:
+    """Paraphrased tiny requests with their true cascades, in a shuffled time order; request
+    i's cascade starts at tier `starts[i % len(starts)]`."""
     items = [(p + r["text"], LADDER.index(r["tier"])) for r in tiny_rows() for p in prefixes]
     random.Random(seed).shuffle(items)
     with open(path, "w") as fh:
         for i, (text, label) in enumerate(items):
+            start = starts[i % len(starts)]
             fh.write(
                 json.dumps(
                     {
                         "request_id": f"{path.stem}-{i}",
                         "ts": f"2026-11-22T10:{i // 60:02d}:{i % 60:02d}Z",
                         "text": text,
-                        "routed_tier": "small",
+                        "routed_tier": LADDER.names[start],
                         "explore": False,
-                        "attempts": _cascade(label),
+                        "attempts": _cascade(label, start),
                     }
                 )
                 + "\n"
@@ -80,7 +84,7 @@ def write_logs(path: Path, prefixes=PREFIXES[1:], seed: int = 0) -> Path:
 
 
 def _fig(cost: float, ece: float, rows: int = 100) -> Figures:
-    return Figures(rows, 0.9, 0.855, cost, 10.0, ece, 200, 0.5, 0.86, cost)
+    return Figures(rows, rows, 0.9, 0.855, cost, 10.0, ece, 200, 0.5, 0.86, cost)
 
 
 @pytest.mark.parametrize(
@@ -123,6 +127,130 @@ def test_figures_on_a_hand_made_table():
     # At threshold 0.5 the good model sends rows 2-3 to the top: quality 1.0, cost 22.
     assert (fg.quality_at_threshold, fg.cost_at_threshold) == pytest.approx((1.0, 22.0))
     assert judge(fb, fg, GateCriterion(min_rows=4)).verdict is Verdict.WORSE
+
+
+# ---------------------------------------------------------------- ladder-order inference
+
+NAN = math.nan
+
+
+def _request(rid: str, attempts: list[tuple[str, str]], explore: bool = False) -> dict:
+    return {
+        "request_id": rid,
+        "ts": "2026-11-22T10:00:00Z",
+        "text": f"request {rid}",
+        "explore": explore,
+        "attempts": [{"tier": t, "outcome": o} for t, o in attempts],
+    }
+
+
+# (attempts, explore, training labels from the logs, what the gate evaluates on)
+CASCADES = {
+    "escalated from small": (
+        [("small", "failure"), ("medium", "success")],
+        False,
+        [0, 1, 1],
+        [0, 1, 1],
+    ),
+    "failure at medium implies small fails": (
+        [("medium", "failure"), ("large", "success")],
+        False,
+        [NAN, 0, 1],
+        [0, 0, 1],
+    ),
+    "first attempt medium succeeded: small stays unknown": (
+        [("medium", "success")],
+        False,
+        [NAN, 1, 1],
+        [NAN, 1, 1],
+    ),
+    "routed to the top and succeeded: nothing below is known": (
+        [("large", "success")],
+        False,
+        [NAN, NAN, 1],
+        [NAN, NAN, 1],
+    ),
+    "the top failed: every cheaper tier fails": (
+        [("large", "failure")],
+        False,
+        [NAN, NAN, 0],
+        [0, 0, 0],
+    ),
+    "explore, decided medium, small succeeded": (
+        [("small", "success")],
+        True,
+        [1, 1, 1],
+        [1, 1, 1],
+    ),
+    "explore, decided large, medium failed": (
+        [("medium", "failure"), ("large", "success")],
+        True,
+        [NAN, 0, 1],
+        [0, 0, 1],
+    ),
+    "explore, decided large, medium succeeded": (
+        [("medium", "success")],
+        True,
+        [NAN, 1, 1],
+        [NAN, 1, 1],
+    ),
+    "a failure above a cheaper success never overwrites it": (
+        [("small", "success"), ("medium", "failure"), ("large", "success")],
+        False,
+        [1, 0, 1],
+        [1, 0, 1],
+    ),
+    "a retried tier (failed and succeeded) stays unknown and implies nothing": (
+        [("medium", "failure"), ("medium", "success")],
+        False,
+        [NAN, NAN, NAN],
+        [NAN, NAN, NAN],
+    ),
+}
+
+
+def test_implied_outcomes_fill_only_tiers_below_a_failure(tmp_path):
+    path = tmp_path / "cascades.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(_request(f"r{i}", attempts, explore)) + "\n"
+            for i, (attempts, explore, _, _) in enumerate(CASCADES.values())
+        )
+    )
+    quality = load_logs([path], LADDER).dataset.quality
+    before = quality.copy()
+    implied = implied_outcomes(quality, LADDER.pass_mark)
+    for i, (name, (_, _, labels, gate)) in enumerate(CASCADES.items()):
+        # Training labels are untouched: tiers below a failure stay unknown there.
+        np.testing.assert_array_equal(quality[i], labels, err_msg=name)
+        np.testing.assert_array_equal(implied[i], gate, err_msg=name)
+    np.testing.assert_array_equal(quality, before)  # the input is not modified
+
+
+def test_implied_outcomes_use_the_pass_mark_on_graded_scores():
+    quality = np.array([[NAN, 0.3, 0.8], [NAN, NAN, 0.6]])
+    np.testing.assert_array_equal(implied_outcomes(quality, 0.5), [[0, 0.3, 0.8], [NAN, NAN, 0.6]])
+    np.testing.assert_array_equal(implied_outcomes(quality, 0.7), [[0, 0.3, 0.8], [0, 0, 0.6]])
+    with pytest.raises(ValueError, match="rows, tiers"):
+        implied_outcomes(np.array([0.0, 1.0]))
+
+
+def test_figures_count_complete_rows_before_and_after_the_inference():
+    # Two tiers, costs 1 and 10: rows 0-1 observed complete, rows 2-3 started at the top and
+    # failed there (cheap tier implied failed), row 4 started at the top and succeeded.
+    quality = np.array([[1, 1], [0, 1], [NAN, 0], [NAN, 0], [NAN, 1]], dtype=float)
+    cost = np.array([[1, 10]] * 5, dtype=float)
+    p = np.array([[0.9, 1], [0.2, 1], [0.3, 1], [0.1, 1], [0.5, 1]])
+    inferred = figures(p, quality, cost, 0.5)
+    assert (inferred.observed_rows, inferred.rows) == (2, 4)
+    assert inferred.ece_pairs == 4  # rows 0-3's cheap tier; row 4's stays unknown
+    # On rows 0-3 the top tier solves 2: quality 0.5, costing 40.
+    assert (inferred.top_quality, inferred.top_cost) == (0.5, 40.0)
+    assert inferred.cheapest_sufficient == (1, 1, 2)  # cheap, top, solved by neither
+    plain = figures(p, quality, cost, 0.5, criterion=GateCriterion(infer_cheaper_failures=False))
+    assert (plain.observed_rows, plain.rows, plain.ece_pairs) == (2, 2, 2)
+    reason = judge(inferred, inferred, GateCriterion(min_rows=5)).reason
+    assert "only 4 held-out rows" in reason and "2 observed" in reason
 
 
 # ---------------------------------------------------------------- refusals before training
@@ -210,6 +338,32 @@ def test_gate_refuses_a_model_trained_on_shuffled_labels(tiny_base, shuffled, tm
 
 
 @pytest.mark.slow
+def test_gate_judges_on_typical_cascade_logs(tiny_base, shuffled, tmp_path):
+    # A gateway that starts most requests at the routed medium or large tier, few at small,
+    # as in the published loop: only the small starts are complete as observed.
+    starts = (1, 1, 2, 0, 1, 2)
+    path = write_logs(tmp_path / "routed.jsonl", prefixes=PREFIXES, starts=starts)
+    held = load_logs([path], LADDER).dataset
+    base, worse = Router.load(tiny_base), Router.load(shuffled)
+    crit = GateCriterion(min_rows=40)
+    plain = dataclasses.replace(crit, infer_cheaper_failures=False)
+    _, observed, blind = gate_models(worse, base, held, plain)
+    assert blind.verdict is Verdict.UNKNOWN  # 24 observed complete rows of 144: cannot judge
+    cand_fig, base_fig, decision = gate_models(worse, base, held, crit)
+    # Failed first attempts (medium starts whose true tier is large) become complete too:
+    # small is implied failed. Only first-attempt successes above small stay incomplete.
+    first = [json.loads(line)["attempts"][0] for line in path.read_text().splitlines()]
+    failed_first = sum(a["tier"] != "small" and a["outcome"] == "failure" for a in first)
+    assert failed_first > 16
+    assert (base_fig.observed_rows, base_fig.rows) == (observed.rows, 24 + failed_first)
+    assert observed.rows == 24
+    assert decision.verdict is Verdict.WORSE and not decision.accept, decision.reason
+    assert cand_fig.cost_at_target > base_fig.cost_at_target
+    _, _, same = gate_models(base, base, held, crit)
+    assert same.verdict is Verdict.TIE and same.accept
+
+
+@pytest.mark.slow
 def test_retrain_promotes_a_candidate_that_is_not_worse(shuffled, tmp_path):
     # The base learned from shuffled tiers; the logs carry the true cascades, so the candidate
     # (base rows + log rows) must route the held-out requests more cheaply.
@@ -238,6 +392,10 @@ def test_retrain_promotes_a_candidate_that_is_not_worse(shuffled, tmp_path):
     assert m.data["rows"]["train"] == 36 + 108 - lineage["holdout"]["requests"]
     text = "\n".join(outcome_text(res, True))
     assert "gate: candidate is not worse" in text and "promoted:" in text
+    held = lineage["holdout"]["requests"]  # every log cascade starts at small: all observed
+    assert f"{held} have every tier's outcome observed, {held} once tiers cheaper" in text
+    assert "scored requests by cheapest sufficient tier: small " in text
+    assert lineage["gate"]["base"]["observed_rows"] == held
 
 
 @pytest.mark.slow

@@ -14,10 +14,11 @@ Before that, and for the gate's evaluation only, `implied_outcomes` applies the 
 ladder's contrapositive: a tier that failed implies every cheaper tier fails too (had a cheaper
 tier sufficed, this one would have). It is the same ordering assumption the log labels already
 make upwards (every tier above the lowest success is sufficient), used downwards. Cascade logs
-start at the routed tier, so without it only requests that started at the cheapest tier (or
-escalated past it) are complete; with it, only requests whose *first* attempt succeeded above
-the cheapest tier stay incomplete. Nothing else is filled in, and training labels never go
-through it (`train.logs.derive_labels` leaves tiers below a failure unknown).
+start at the routed tier, so without it only requests that started at the cheapest tier are
+complete; with it, only requests whose *first* attempt succeeded above the cheapest tier stay
+incomplete. Nothing else is filled in, and training labels never go through it
+(`train.logs.derive_labels` leaves tiers below a failure unknown). It is an assumption, not a
+fact of the data: docs/retraining.md reports how often it held on RouterBench.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class Figures:
     threshold: float
     quality_at_threshold: float
     cost_at_threshold: float
+    # Scored rows by their cheapest sufficient tier, then those no tier solves: the inference
+    # completes mostly rows whose first attempt failed, so this shows what the sample holds.
+    cheapest_sufficient: tuple[int, ...] = ()
 
     @property
     def cost_share_of_top(self) -> float:
@@ -111,8 +115,9 @@ def implied_outcomes(quality: np.ndarray, pass_mark: float = 0.5) -> np.ndarray:
 
     An inference from the ladder's ordering, not an observation: if a cheaper tier had
     sufficed, the dearer one that failed would have too. Known outcomes are never changed
-    (a cheaper success above which a tier failed stays a success). For the gate's evaluation
-    only: training labels keep these tiers unknown.
+    (a cheaper success above which a tier failed stays a success); a tier left unknown
+    because it both failed and succeeded is treated like an untried one. For the gate's
+    evaluation only: training labels keep these tiers unknown.
     """
     q = np.array(quality, dtype=float, copy=True)
     if q.ndim != 2:
@@ -161,6 +166,8 @@ def figures(
     target = crit.quality_share * top.quality
     envelope = upper_envelope(threshold_sweep(p, q, c, candidate_thresholds(p)))
     at = threshold_sweep(p, q, c, [threshold])[0]
+    passes = q >= pass_mark
+    cheapest = np.where(passes.any(axis=1), passes.argmax(axis=1), q.shape[1])
     return Figures(
         int(full.sum()),
         observed,
@@ -173,6 +180,7 @@ def figures(
         threshold,
         at.quality,
         at.cost,
+        tuple(int(n) for n in np.bincount(cheapest, minlength=q.shape[1] + 1)),
     )
 
 

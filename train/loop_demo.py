@@ -4,7 +4,9 @@ RouterBench (3-tier default ladder) is cut by a fixed hash of `sample_id` into s
 the base model's training data), B (50%, replayed as gateway traffic to produce escalation
 logs) and C (30%, full outcomes, never used before evaluation). For each exploration rate the
 base model's logs on B feed `retrain`; base, candidates and a full-label reference (trained on
-A + B's complete outcomes: what perfect labels would buy) are then scored on C.
+A + B's complete outcomes: what perfect labels would buy) are then scored on C. The gate's
+held-out log requests are also checked against their full outcomes in B: how often the
+ladder-order inferences were right, and what the gate would have said with every outcome known.
 
     python -m train.loop_demo --shared ../shared/data --out reports/loop
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import sys
@@ -26,9 +29,10 @@ from serve.runtime import Router
 from train.classifier import head_auc
 from train.dataset import load_dataset
 from train.evaluation import metrics as m
-from train.gate import figures
+from train.gate import GateCriterion, figures, implied_outcomes
+from train.logset import load_logs, newest_mask
 from train.pipeline import TrainConfig, fill_costs, train_bundle
-from train.retrain import RetrainConfig, retrain
+from train.retrain import DEFAULT_HOLDOUT_SHARE, RetrainConfig, gate_models, retrain
 from train.simulate import SimConfig, simulate
 
 SLICES = {"A": (0, 20), "B": (20, 70), "C": (70, 100)}
@@ -102,6 +106,37 @@ def score_on(
     }
 
 
+def gate_check(outcomes: list[str], log_path: Path, base: Path, candidate: Path) -> dict[str, Any]:
+    """The gate's held-out requests checked against their full outcomes in the replayed data:
+    how often the ladder-order inferences were right, and the verdict with every outcome known.
+    """
+    ladder = default_ladder()
+    logs = load_logs([log_path], ladder)
+    held_mask = newest_mask(logs.dataset.times, DEFAULT_HOLDOUT_SHARE)
+    held = logs.dataset.subset(held_mask)
+    requests = [r for r, h in zip(logs.requests, held_mask, strict=True) if h]
+    truth_ds = load_dataset(outcomes, ladder, apply_policy=False)
+    index = {rid: i for i, rid in enumerate(truth_ds.ids)}
+    truth = truth_ds.quality[[index[rid] for rid in held.ids]]
+    true_ok = truth >= ladder.pass_mark
+    label = held.quality
+    tried = np.zeros(label.shape, bool)
+    for i, req in enumerate(requests):
+        tried[i, [a.tier for a in req.attempts]] = True
+    implied = np.isnan(label) & ~np.isnan(implied_outcomes(label, ladder.pass_mark))
+    up = ~np.isnan(label) & ~tried  # filled by the success rule (every tier above a success)
+    full = dataclasses.replace(held, quality=truth)
+    _, _, decision = gate_models(Router.load(candidate), Router.load(base), full, GateCriterion())
+    return {
+        "implied_failures": int(implied.sum()),
+        "implied_failures_true": int((implied & ~true_ok).sum()),
+        "success_rule_cells": int(up.sum()),
+        "success_rule_true": int((up & true_ok).sum()),
+        "true_outcome_verdict": decision.verdict.value,
+        "true_outcome_reason": decision.reason,
+    }
+
+
 def run_once(shared: Path, out: Path, salt: int, explore: list[float]) -> dict[str, Any]:
     ladder = default_ladder()
     quiet = lambda *_: None  # noqa: E731
@@ -159,8 +194,13 @@ def run_once(shared: Path, out: Path, salt: int, explore: list[float]) -> dict[s
             "gate": {
                 "verdict": res.decision.verdict.value,
                 "reason": res.decision.reason,
+                "observed_complete_heldout_rows": res.candidate_figures.observed_rows,
                 "complete_heldout_rows": res.candidate_figures.rows,
                 "heldout_requests": res.holdout_rows,
+                "complete_by_cheapest_tier": list(res.candidate_figures.cheapest_sufficient),
+                "candidate_cost_share": res.candidate_figures.cost_share_of_top,
+                "base_cost_share": res.base_figures.cost_share_of_top,
+                **gate_check(files["B"], log_path, base.bundle, res.bundle),
             },
         }
         router = Router.load(res.bundle)
@@ -214,17 +254,31 @@ def markdown(runs: list[dict[str, Any]]) -> str:
         lines += [
             "",
             "| logs | requests | explore | escalations | solved | gateway cost | small known "
-            "| medium known | gate (held-out complete rows) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| medium known | held-out complete: observed -> implied (of held out) | gate "
+            "| implied failures true | gate on true outcomes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for tag, lg in res["logs"].items():
-            pt = lg["per_tier"]
+            pt, g = lg["per_tier"], lg["gate"]
             lines.append(
                 f"| {tag} | {lg['requests']} | {lg['explore_requests']} | "
                 f"{lg['escalations']} | {lg['solved']} | ${lg['gateway_cost_usd']:.3f} | "
                 f"{pt['small']['known']} | {pt['medium']['known']} | "
-                f"{lg['gate']['verdict']} ({lg['gate']['complete_heldout_rows']} of "
-                f"{lg['gate']['heldout_requests']}) |"
+                f"{g['observed_complete_heldout_rows']} -> {g['complete_heldout_rows']} "
+                f"({g['heldout_requests']}) | {g['verdict']} | "
+                f"{g['implied_failures_true']} of {g['implied_failures']} | "
+                f"{g['true_outcome_verdict']} |"
+            )
+        lines.append("")
+        for tag, lg in res["logs"].items():
+            g = lg["gate"]
+            mix = " / ".join(map(str, g["complete_by_cheapest_tier"]))
+            lines.append(
+                f"- {tag}: complete held-out requests by cheapest sufficient tier (small / "
+                f"medium / large / none): {mix}. "
+                f"Gate {g['verdict']}: {g['reason']}. With every outcome known: "
+                f"{g['true_outcome_verdict']}: {g['true_outcome_reason']}. Success-rule "
+                f"inferences true: {g['success_rule_true']} of {g['success_rule_cells']}."
             )
         lines.append("")
     if len(runs) > 1:

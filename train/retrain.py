@@ -2,8 +2,9 @@
 
 The candidate trains on the base model's training data (found through its manifest) plus the
 log rows, except the newest `holdout_share` of logs by timestamp, which neither model has
-seen. Both models are scored on those held-out requests by `train.gate`; `models/current`
-moves only if the candidate is not worse, or when forced (recorded in the manifest).
+seen. Both models are scored on those held-out requests by `train.gate` (which counts tiers
+cheaper than a failed tier as failed, `implied_outcomes`); `models/current` moves only if the
+candidate is not worse, or when forced (recorded in the manifest).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from serve.bundle import MANIFEST, Manifest, sha256_file
 from serve.registry import set_current
 from serve.runtime import Router
+from train.classifier import ClassWeight
 from train.dataset import Dataset, SourceFormat, expand_paths, split_holdout
 from train.gate import Decision, Figures, GateCriterion, Verdict, figures, judge
 from train.logs import LogError
@@ -64,6 +66,7 @@ class RetrainResult:
     forced: bool
     warnings: list[str]
     train: TrainResult
+    criterion: GateCriterion = field(default_factory=GateCriterion)
 
 
 # ---------------------------------------------------------------- base data
@@ -247,6 +250,7 @@ def retrain(cfg: RetrainConfig, log: Any = print) -> RetrainResult:
         embedder=_embedder(base),
         fmt=SourceFormat(fmt) if fmt else None,
         target=ThresholdTarget(float(base.threshold_target.get("quality_share", 0.95))),
+        class_weight=ClassWeight(base.classifier.get("class_weight", ClassWeight.NONE.value)),
         seed=cfg.seed,
         progress=cfg.progress,
         overwrite=cfg.overwrite,
@@ -280,6 +284,7 @@ def retrain(cfg: RetrainConfig, log: Any = print) -> RetrainResult:
         cfg.force,
         warnings,
         result,
+        cfg.criterion,
     )
 
 
@@ -314,6 +319,12 @@ def outcome_text(res: RetrainResult, promote_requested: bool) -> list[str]:
         + f"; those score the cost criterion, {fc.ece_pairs} known (request, tier) pairs "
         "score calibration",
     ]
+    if fc.cheapest_sufficient:
+        names = [*res.base.ladder.names, "no tier"]
+        lines.append(
+            "  scored requests by cheapest sufficient tier: "
+            + ", ".join(f"{t} {n}" for t, n in zip(names, fc.cheapest_sufficient, strict=True))
+        )
     for name, f in (("base", fb), ("candidate", fc)):
         lines.append(
             f"  {name:9s} cost at {f.target_quality:.3f} quality: "
