@@ -296,6 +296,7 @@ def test_logs_the_base_already_saw_and_missing_base_data_are_refused(models, tmp
         retrain(RetrainConfig(models / "current", [used], models / "cand"))
     manifest = json.loads((models / "base" / "manifest.json").read_text())
     manifest["data"]["inputs"][0]["path"] = str(tmp_path / "gone.jsonl")
+    manifest["data"]["inputs"][0]["abs_path"] = str(tmp_path / "gone.jsonl")
     (models / "base" / "manifest.json").write_text(json.dumps(manifest))
     logs = write_logs(tmp_path / "logs.jsonl")
     with pytest.raises(RetrainError, match="pass --data"):
@@ -458,3 +459,23 @@ def test_models_promote_rollback_and_list(models, tmp_path, capsys):
     assert "nothing to roll back to" in capsys.readouterr().err
     assert main(["models", "--models-dir", str(fresh), "list"]) == 0
     assert "only" in capsys.readouterr().out
+
+
+def test_base_data_is_found_from_another_working_directory(tmp_path, monkeypatch):
+    from serve.bundle import read_manifest
+    from serve.ladder import default_ladder
+    from tests.tiny_data import write_jsonl
+    from train.pipeline import TrainConfig, train_bundle
+    from train.retrain import base_data
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    write_jsonl(work / "tiny.jsonl")
+    cfg = TrainConfig(
+        data=["tiny.jsonl"], out=work / "models" / "b", ladder=default_ladder(), progress=False
+    )
+    train_bundle(cfg, log=lambda *_: None)
+    monkeypatch.chdir(tmp_path)  # "tiny.jsonl" no longer resolves from here
+    paths, _, warnings = base_data(read_manifest(cfg.out), None)
+    assert paths == [str(work / "tiny.jsonl")] and warnings == []

@@ -69,6 +69,7 @@ class InputFile:
     format: str
     rows: int
     bad_rows: int
+    abs_path: str = ""  # where it was, resolved: `path` is as given, relative to the cwd
 
 
 @dataclass
@@ -412,6 +413,7 @@ def load_dataset(
                 kind.value,
                 len(rows) - good_before,
                 len(problems) - bad_before,
+                str(path.resolve()),
             )
         )
     return _assemble(rows, sources, problems, inputs, ladder, apply_policy)

@@ -151,6 +151,7 @@ def load_logs(paths: list[str | Path], ladder: Ladder) -> LogSet:
                 SourceFormat.LOGS.value,
                 len(rows) - good,
                 len(problems) - bad,
+                str(Path(path).resolve()),
             )
         )
     summary.bad_lines = len(problems) - summary.duplicates

@@ -72,6 +72,12 @@ class RetrainResult:
 # ---------------------------------------------------------------- base data
 
 
+def _locate(item: dict) -> Path:
+    """The recorded absolute path if it still exists, else the path as given (cwd-relative)."""
+    resolved = Path(item.get("abs_path") or "")
+    return resolved if item.get("abs_path") and resolved.is_file() else Path(item.get("path", ""))
+
+
 def base_data(
     base: Manifest, override: list[str] | None
 ) -> tuple[list[str], str | None, list[str]]:
@@ -85,7 +91,7 @@ def base_data(
         )
     paths, formats, warnings = [], set(), []
     for item in inputs:
-        path = Path(item.get("path", ""))
+        path = _locate(item)
         if not path.is_file():
             warnings.append(f"base training file {path} no longer exists; it is left out")
             continue
