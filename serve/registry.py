@@ -80,13 +80,31 @@ def history(models_dir: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def promotion_stack(models_dir: str | Path) -> list[str]:
+    """Models in the order they became current, with rolled-back ones popped off."""
+    stack: list[str] = []
+    for entry in history(models_dir):
+        if entry.get("action") == "rollback":
+            if stack:
+                stack.pop()
+        elif entry.get("to"):
+            stack.append(entry["to"])
+    return stack
+
+
 def rollback(models_dir: str | Path) -> Path:
-    """Point `current` back to the model it pointed to before the last switch."""
+    """Point `current` at the model that was current before it; repeated rollbacks keep
+    walking back through the promotions, they do not bounce between two models."""
     current = current_target(models_dir)
-    for entry in reversed(history(models_dir)):
-        if current and entry.get("to") == current.name and entry.get("from"):
-            return set_current(models_dir, entry["from"], reason="rollback")
-    raise BundleError("nothing to roll back to: no earlier promotion is recorded")
+    stack = promotion_stack(models_dir)
+    if current is None or len(stack) < 2:
+        raise BundleError("nothing to roll back to: no earlier promotion is recorded")
+    if stack[-1] != current.name:
+        raise BundleError(
+            f"current points to {current.name}, which rung did not promote last "
+            f"({stack[-1]}); promote a model explicitly"
+        )
+    return set_current(models_dir, stack[-2], reason="rollback")
 
 
 def list_models(models_dir: str | Path) -> list[ModelEntry]:

@@ -479,3 +479,21 @@ def test_base_data_is_found_from_another_working_directory(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)  # "tiny.jsonl" no longer resolves from here
     paths, _, warnings = base_data(read_manifest(cfg.out), None)
     assert paths == [str(work / "tiny.jsonl")] and warnings == []
+
+
+def test_repeated_rollbacks_walk_back_through_promotions(tiny_base, tmp_path):
+    from serve.bundle import BundleError
+    from serve.registry import current_target, rollback
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("a", "b", "c"):
+        shutil.copytree(tiny_base, models / name)
+        set_current(models, name)
+    assert rollback(models).name == "b"
+    assert rollback(models).name == "a"
+    with pytest.raises(BundleError, match="nothing to roll back"):
+        rollback(models)
+    assert current_target(models).name == "a"
+    set_current(models, "c")  # promoting again starts a new step on top of "a"
+    assert rollback(models).name == "a"
