@@ -312,3 +312,14 @@ def test_routerbench_holdout_end_to_end(tmp_path):
     assert doc["auc"]["oracle"] > doc["auc"]["random"]
     assert {g["name"] for g in doc["breakdowns"]["group"]} >= {"mbpp"}
     assert doc["default"]["cost_usd"] < doc["axis"]["top_cost"]
+
+
+def test_compare_reports_the_promotion_gate_verdict(tiny, capsys):
+    cmp = compare([tiny["held"], tiny["all"]], [tiny["data"]])
+    (gate,) = cmp.to_dict()["gate"]
+    assert (gate["candidate"], gate["base"]) == (str(tiny["all"]), str(tiny["held"]))
+    # 36 rows are under the gate's 50-row minimum: it must refuse to judge, not guess.
+    assert gate["verdict"] == "unknown" and "need 50" in gate["reason"]
+    argv = ["eval", "--compare", str(tiny["held"]), str(tiny["all"]), "--data", str(tiny["data"])]
+    assert main(argv) == 0
+    assert "promotion gate, " in capsys.readouterr().out

@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
         _table(compare_rows(doc["models"]))
         for rep in doc["reports"]:
             print(f"\n{rep['model']['label']}: {rep['verdict']['summary']}")
+        for g in doc["gate"]:
+            print(
+                f"\npromotion gate, {g['candidate']} vs {g['base']}: {g['verdict']} ({g['reason']})"
+            )
     else:
         res = evaluate(args.model, args.data, ladder, args.fmt, args.split, args.threshold)
         doc = res.to_dict()

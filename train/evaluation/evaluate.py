@@ -123,6 +123,7 @@ class Comparison:
 
     results: list[EvalResult]
     data: dict[str, Any]
+    gate: list[dict[str, str]]  # each later model judged against the first, as `rung retrain`
 
     def summary(self) -> list[dict[str, Any]]:
         return [r.summary() for r in self.results]
@@ -133,6 +134,7 @@ class Comparison:
             "created_at": _now(),
             "data": self.data,
             "models": self.summary(),
+            "gate": self.gate,
             "reports": [r.to_dict() for r in self.results],
         }
 
@@ -382,7 +384,34 @@ def compare(
         result = _evaluate_rows(router, ds, split, None, costs, label)
         result.data["cost"] = cost_info
         results.append(result)
-    return Comparison(results=results, data=results[0].data)
+    gate = gate_verdicts(routers, labels, ds, costs)
+    return Comparison(results=results, data=results[0].data, gate=gate)
+
+
+def gate_verdicts(
+    routers: list[Router], labels: list[str], ds: Dataset, costs: np.ndarray
+) -> list[dict[str, str]]:
+    """The promotion gate's verdict (train/gate.py, the rule `rung retrain --promote` applies)
+    for every model after the first, judged as a candidate against the first."""
+    from train.gate import figures, judge
+
+    def fig(router: Router):  # noqa: ANN202 - gate.Figures, imported lazily
+        p = p_sufficient(router, ds.texts)
+        return figures(p, ds.quality, costs, router.manifest.threshold, ds.ladder.pass_mark)
+
+    base = fig(routers[0])
+    out = []
+    for router, label in zip(routers[1:], labels[1:], strict=True):
+        decision = judge(fig(router), base)
+        out.append(
+            {
+                "candidate": label,
+                "base": labels[0],
+                "verdict": decision.verdict.value,
+                "reason": decision.reason,
+            }
+        )
+    return out
 
 
 def _labels(models: Sequence[str | Path | Router], routers: list[Router]) -> list[str]:
