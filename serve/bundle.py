@@ -40,6 +40,15 @@ class EmbedderKind(str, Enum):
     TRANSFORMER = "transformer"  # ONNX transformer encoder: milliseconds
 
 
+class Truncation(str, Enum):
+    """Which content tokens a text longer than `token_cap` keeps."""
+
+    HEAD = "head"  # the first token_cap: what manifests without the field mean
+    # The first head_tokens and the last (token_cap - head_tokens): prompts often put pasted
+    # context or few-shot examples first and the actual question last.
+    HEAD_TAIL = "head_tail"
+
+
 @dataclass(frozen=True)
 class EmbedderSpec:
     kind: EmbedderKind
@@ -50,6 +59,20 @@ class EmbedderSpec:
     file: str = STATIC_EMBEDDINGS
     extra_features: tuple[str, ...] = ("log_tokens",)
     notes: str = ""
+    truncation: Truncation = Truncation.HEAD
+    head_tokens: int = 0  # with HEAD_TAIL: content tokens kept from the start
+
+    def __post_init__(self) -> None:
+        if self.truncation is Truncation.HEAD and self.head_tokens != 0:
+            raise BundleError("embedder head_tokens is only meaningful with head_tail truncation")
+        if self.truncation is Truncation.HEAD_TAIL:
+            if self.kind is not EmbedderKind.TRANSFORMER:
+                raise BundleError("head_tail truncation is implemented for the transformer only")
+            if not 0 < self.head_tokens < self.token_cap:
+                raise BundleError(
+                    f"head_tail truncation needs 0 < head_tokens < token_cap, got "
+                    f"{self.head_tokens} and {self.token_cap}"
+                )
 
     @property
     def n_features(self) -> int:
@@ -65,6 +88,8 @@ class EmbedderSpec:
             "file": self.file,
             "extra_features": list(self.extra_features),
             "notes": self.notes,
+            "truncation": self.truncation.value,
+            "head_tokens": self.head_tokens,
         }
 
     @classmethod
@@ -78,6 +103,8 @@ class EmbedderSpec:
             file=str(raw["file"]),
             extra_features=tuple(raw.get("extra_features", ())),
             notes=str(raw.get("notes", "")),
+            truncation=Truncation(raw.get("truncation", Truncation.HEAD.value)),
+            head_tokens=int(raw.get("head_tokens", 0)),
         )
 
 

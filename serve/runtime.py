@@ -22,6 +22,7 @@ from serve.bundle import (
     EmbedderKind,
     EmbedderSpec,
     Manifest,
+    Truncation,
     read_manifest,
     verify_files,
 )
@@ -112,23 +113,52 @@ class TransformerEmbedder:
     One text per run, unpadded: dynamic int8 quantization picks activation scales per tensor,
     so in a padded batch a text's embedding would depend on its batch-mates (measured: up to
     0.05 per coordinate for MiniLM). Per text, a batch gives exactly the single-query answer.
+
+    `self.tokenizer` carries the cap (its truncation, which an operator may lower); with
+    head_tail truncation, text is tokenized in full by an untruncated copy and cut here.
     """
 
     def __init__(
-        self, session: ort.InferenceSession, tokenizer: Tokenizer, dim: int, normalize: bool
+        self,
+        session: ort.InferenceSession,
+        tokenizer: Tokenizer,
+        dim: int,
+        normalize: bool,
+        truncation: Truncation = Truncation.HEAD,
+        head_tokens: int = 0,
     ) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.dim = dim
         self.normalize = normalize
+        self.truncation = truncation
+        self.head_tokens = head_tokens
         self.input_names = {i.name for i in session.get_inputs()}
         self.output_name = session.get_outputs()[0].name
+        if truncation is Truncation.HEAD_TAIL:
+            self._full = Tokenizer.from_str(tokenizer.to_str())
+            self._full.no_truncation()
+            self._specials = self._full.encode("", add_special_tokens=True).ids
+            if len(self._specials) != 2:
+                raise BundleError("head_tail truncation needs a tokenizer adding [CLS] and [SEP]")
+
+    def token_ids(self, text: str) -> list[int]:
+        """Encoder input ids: [CLS], the content tokens kept, [SEP]."""
+        if self.truncation is Truncation.HEAD:
+            return list(self.tokenizer.encode(text, add_special_tokens=True).ids)
+        content = self._full.encode(text, add_special_tokens=False).ids
+        limits = self.tokenizer.truncation
+        cap = int(limits["max_length"]) - 2 if limits else len(content)
+        if len(content) > cap:
+            head = min(self.head_tokens, cap)
+            content = content[:head] + content[len(content) - (cap - head) :]
+        return [self._specials[0], *content, self._specials[1]]
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         vec = np.zeros((len(texts), self.dim), dtype=np.float32)
         counts = np.zeros(len(texts), dtype=np.int64)
         for row, text in enumerate(texts):
-            ids = np.array([self.tokenizer.encode(text, add_special_tokens=True).ids], np.int64)
+            ids = np.array([self.token_ids(text)], np.int64)
             feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
             if "token_type_ids" in self.input_names:
                 feeds["token_type_ids"] = np.zeros_like(ids)
@@ -163,7 +193,14 @@ def load_embedder(root: Path, spec: EmbedderSpec) -> Embedder:
         if table.shape[0] < tokenizer.get_vocab_size():
             raise BundleError(f"{spec.file} has fewer rows than the tokenizer's vocabulary")
         return StaticEmbedder(table, tokenizer, spec.normalize)
-    return TransformerEmbedder(_session(root / spec.file), tokenizer, spec.dim, spec.normalize)
+    return TransformerEmbedder(
+        _session(root / spec.file),
+        tokenizer,
+        spec.dim,
+        spec.normalize,
+        truncation=spec.truncation,
+        head_tokens=spec.head_tokens,
+    )
 
 
 def extra_features(names: tuple[str, ...], counts: np.ndarray) -> np.ndarray:

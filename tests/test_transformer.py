@@ -5,14 +5,24 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
 
-from serve.bundle import ENCODER, TOKENIZER, EmbedderKind, read_manifest
+from serve.bundle import (
+    ENCODER,
+    TOKENIZER,
+    BundleError,
+    EmbedderKind,
+    EmbedderSpec,
+    Truncation,
+    read_manifest,
+)
 from serve.ladder import default_ladder
-from serve.runtime import Router, TransformerEmbedder
+from serve.runtime import Router, TransformerEmbedder, load_embedder
 from tests.tiny_data import LARGE, MEDIUM, SMALL, write_jsonl
 from train.cli import main
 from train.embedding import EmbedderChoice, EmbedderError, TrainingEmbedder, minilm_path
@@ -102,14 +112,80 @@ def test_training_features_equal_single_query_serving(embedder):
 
 
 @pytest.mark.slow
-def test_long_text_is_truncated_not_refused(embedder):
-    long = "word " * 2000
-    longer = long + "and a tail that falls past the token cap entirely"
-    counts = embedder.token_counts([long, longer])
-    np.testing.assert_array_equal(counts, [254, 254])
-    vec = embedder.encode([long, longer], progress=False)
-    np.testing.assert_array_equal(vec[0], vec[1])  # only the first 254 tokens count
+def test_long_text_keeps_its_head_and_its_tail(embedder):
+    spec = embedder.spec
+    assert (spec.truncation, spec.head_tokens) == (Truncation.HEAD_TAIL, 64)
+    head = "alpha " * 100
+    middle, other_middle = "word " * 2000, "token " * 2000
+    tail = "beta " * 200 + "finally, which answer is right: the first or the second one?"
+    texts = [head + middle + tail, head + other_middle + tail, head + middle + "gamma " * 200]
+    np.testing.assert_array_equal(embedder.token_counts(texts), [254, 254, 254])
+    vec = embedder.encode(texts, progress=False)
     assert np.all(np.isfinite(vec))
+    np.testing.assert_array_equal(vec[0], vec[1])  # only the middle differs, and it is cut
+    assert _cosines(vec[:1, :-1], vec[2:, :-1])[0] < 0.99  # a different tail is seen
+
+    runtime = embedder.model.runtime
+    untruncated = Tokenizer.from_file(str(embedder.files[TOKENIZER]))
+    full = untruncated.encode(texts[0], add_special_tokens=False).ids
+    assert len(full) > 2000
+    kept = runtime.token_ids(texts[0])
+    assert len(kept) == 256 and kept[1:-1] == full[:64] + full[-190:]
+    assert kept[0] == runtime.tokenizer.token_to_id("[CLS]")
+    assert kept[-1] == runtime.tokenizer.token_to_id("[SEP]")
+
+
+@pytest.mark.slow
+def test_head_tail_changes_nothing_below_the_cap_and_old_specs_stay_head(embedder):
+    folder = embedder.files[ENCODER].parent
+    old = EmbedderSpec.from_dict(
+        {k: v for k, v in embedder.spec.to_dict().items() if k not in ("truncation", "head_tokens")}
+    )
+    assert (old.truncation, old.head_tokens) == (Truncation.HEAD, 0)
+    head_only = load_embedder(folder, old)
+    short = [*QUERIES[:2], QUERIES[3], "word " * 254]  # the last is exactly at the cap
+    np.testing.assert_array_equal(head_only.embed(short)[0], embedder.model.runtime.embed(short)[0])
+
+    long = ["word " * 2000 + "and a tail that falls past the token cap entirely", "word " * 2000]
+    vec, counts = head_only.embed(long)
+    np.testing.assert_array_equal(counts, [254, 254])
+    np.testing.assert_array_equal(vec[0], vec[1])  # head only: the tail is never seen
+
+
+@pytest.mark.slow
+def test_a_lowered_serving_cap_keeps_head_and_tail(embedder):
+    runtime = load_embedder(embedder.files[ENCODER].parent, embedder.spec)
+    assert isinstance(runtime, TransformerEmbedder)
+    runtime.tokenizer.enable_truncation(max_length=8 + 2)  # what serve.state.apply_token_cap does
+    text = "one two three four five six seven eight nine ten"
+    full = Tokenizer.from_file(str(embedder.files[TOKENIZER])).encode(text).ids[1:-1]
+    assert len(full) == 10
+    assert runtime.token_ids(text)[1:-1] == full[:8]  # head_tokens >= cap: the head only
+    runtime.head_tokens = 3
+    assert runtime.token_ids(text)[1:-1] == full[:3] + full[-5:]
+    assert runtime.embed([text])[1].tolist() == [8]
+
+
+def test_spec_truncation_round_trips_and_is_validated():
+    spec = EmbedderSpec(
+        kind=EmbedderKind.TRANSFORMER,
+        source="m",
+        dim=4,
+        token_cap=254,
+        file=ENCODER,
+        truncation=Truncation.HEAD_TAIL,
+        head_tokens=64,
+    )
+    assert EmbedderSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    for bad in (0, 254, -1):
+        with pytest.raises(BundleError, match="0 < head_tokens < token_cap"):
+            replace(spec, head_tokens=bad)
+    with pytest.raises(BundleError, match="only meaningful with head_tail"):
+        replace(spec, truncation=Truncation.HEAD)
+    with pytest.raises(BundleError, match="transformer only"):
+        replace(spec, kind=EmbedderKind.STATIC)
+    with pytest.raises(ValueError, match="'tail'"):
+        EmbedderSpec.from_dict({**spec.to_dict(), "truncation": "tail"})
 
 
 @pytest.mark.slow
