@@ -11,7 +11,6 @@ import pytest
 from serve.bundle import CLASSIFIER, MANIFEST, BundleError, read_manifest
 from serve.ladder import default_ladder
 from serve.runtime import Router, decide
-from tests.tiny_data import write_jsonl
 from train.classifier import TierClassifier
 from train.cli import main
 from train.dataset import DataError
@@ -81,14 +80,10 @@ def test_threshold_is_the_cheapest_that_keeps_the_target():
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("tiny")
-    data = write_jsonl(root / "tiny.jsonl")
-    cfg = TrainConfig(
-        data=[str(data)], out=root / "models" / "tiny", ladder=default_ladder(), progress=False
-    )
-    train_bundle(cfg, log=lambda *_: None)
-    return cfg.out, data
+def tiny_bundle(tiny_bundles) -> tuple[Path, Path]:
+    """The session's tiny bundle (conftest.py) and the file it was trained on; read-only."""
+    bundle = tiny_bundles["a"]
+    return bundle, bundle.parent / "tiny.jsonl"
 
 
 def test_bundle_has_a_complete_manifest_and_no_pickles_to_serve(tiny_bundle):

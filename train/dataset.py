@@ -146,6 +146,19 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
     return out
 
 
+def json_lines(path: Path) -> Iterator[tuple[int, Any] | RowProblem]:
+    """(line number, parsed value) for every non-blank JSONL line; a RowProblem for a line
+    that is not JSON, so readers report it with its line and go on."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield RowProblem(str(path), lineno, f"invalid JSON: {exc.msg}")
+
+
 def detect_format(path: Path) -> SourceFormat:
     with open(path, encoding="utf-8", errors="replace") as fh:
         head = fh.read(4096)

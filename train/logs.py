@@ -11,7 +11,6 @@ one line per request with an `attempts` list, or one line per attempt grouped by
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from train.dataset import (
     RawRow,
     RowProblem,
     SourceFormat,
+    json_lines,
     reader,
 )
 
@@ -218,41 +218,33 @@ def read_requests(path: Path, ladder: Ladder) -> Iterator[LogRequest | RowProble
     """Every request in one log file, or a RowProblem naming the line and what is wrong."""
     seen: dict[str, int] = {}
     groups: dict[str, _Group] = {}
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield RowProblem(str(path), lineno, f"invalid JSON: {exc.msg}")
-                continue
-            try:
-                if not isinstance(obj, dict):
-                    raise _Bad("line is not a JSON object")
-                if "attempts" in obj:
-                    req = _request_line(obj, ladder, lineno)
-                    if req.request_id in seen or req.request_id in groups:
-                        first = seen.get(req.request_id) or groups[req.request_id].first_line
-                        raise _Bad(
-                            f"duplicate request_id {req.request_id!r} (first on line {first})"
-                        )
-                    seen[req.request_id] = lineno
-                    yield req
-                elif "tier" in obj and "outcome" in obj:
-                    rid = _request_id(obj)
-                    if rid in seen:
-                        raise _Bad(
-                            f"attempt line for request {rid!r}, which already has a "
-                            f"request line (line {seen[rid]})"
-                        )
-                    groups.setdefault(rid, _Group(lineno)).lines.append((lineno, obj))
-                else:
+    for item in json_lines(path):
+        if isinstance(item, RowProblem):
+            yield item
+            continue
+        lineno, obj = item
+        try:
+            if not isinstance(obj, dict):
+                raise _Bad("line is not a JSON object")
+            if "attempts" in obj:
+                req = _request_line(obj, ladder, lineno)
+                if req.request_id in seen or req.request_id in groups:
+                    first = seen.get(req.request_id) or groups[req.request_id].first_line
+                    raise _Bad(f"duplicate request_id {req.request_id!r} (first on line {first})")
+                seen[req.request_id] = lineno
+                yield req
+            elif "tier" in obj and "outcome" in obj:
+                rid = _request_id(obj)
+                if rid in seen:
                     raise _Bad(
-                        "neither a request line (attempts) nor an attempt line (tier + outcome)"
+                        f"attempt line for request {rid!r}, which already has a "
+                        f"request line (line {seen[rid]})"
                     )
-            except _Bad as exc:
-                yield RowProblem(str(path), lineno, str(exc))
+                groups.setdefault(rid, _Group(lineno)).lines.append((lineno, obj))
+            else:
+                raise _Bad("neither a request line (attempts) nor an attempt line (tier + outcome)")
+        except _Bad as exc:
+            yield RowProblem(str(path), lineno, str(exc))
     for rid, group in groups.items():
         try:
             yield _attempt_group(rid, group, ladder)

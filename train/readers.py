@@ -15,7 +15,7 @@ from typing import Any
 
 from serve.ladder import Ladder, LadderError
 from serve.text import text_from_messages
-from train.dataset import DataError, RawRow, RowProblem, SourceFormat, reader
+from train.dataset import DataError, RawRow, RowProblem, SourceFormat, json_lines, reader
 
 
 def _nan_row(ladder: Ladder) -> list[float]:
@@ -60,21 +60,13 @@ def _labelled_records(path: Path) -> Iterator[tuple[int, int, dict[str, Any]] | 
             for i, rec in enumerate(records):
                 yield records.line_num, i, rec
         return
-    with open(path, encoding="utf-8") as fh:
-        index = 0
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield RowProblem(str(path), lineno, f"invalid JSON: {exc.msg}")
-            else:
-                if isinstance(obj, dict):
-                    yield lineno, index, obj
-                else:
-                    yield RowProblem(str(path), lineno, "line is not a JSON object")
-            index += 1
+    for index, item in enumerate(json_lines(path)):
+        if isinstance(item, RowProblem):
+            yield item
+        elif isinstance(item[1], dict):
+            yield item[0], index, item[1]
+        else:
+            yield RowProblem(str(path), item[0], "line is not a JSON object")
 
 
 @reader(SourceFormat.LABELLED)
