@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from serve.errors import RungError
+    from serve.model.errors import RungError
 
     return isinstance(exc, CommandError | RungError | FileNotFoundError)
 

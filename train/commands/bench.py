@@ -1,4 +1,5 @@
-"""`rung bench serve|train`: the serving benchmark (default) or the training one."""
+"""`rung bench serve|train|loop`: the serving benchmark (default), the training one, or the
+closed retraining loop on real outcome data."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "target",
         nargs="?",
-        choices=["serve", "train"],
+        choices=["serve", "train", "loop"],
         default="serve",
         help="serve: the HTTP server against a no-op FastAPI floor (default); "
-        "train: the training pipeline",
+        "train: the training pipeline; loop: retraining from simulated gateway logs",
     )
     p.add_argument(
         "--model",
@@ -54,39 +55,51 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--shared",
         type=Path,
         default=Path("../shared/data"),
-        help="[train] outcome data folder (default ../shared/data)",
+        help="[train, loop] outcome data folder (default ../shared/data)",
     )
     p.add_argument(
         "--cold",
         action="store_true",
         help="[train] also time a first run with an empty embedding cache",
     )
+    p.add_argument("--out", type=Path, default=Path("reports/loop"), help="[loop] output folder")
+    p.add_argument(
+        "--explore",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.1],
+        help="[loop] exploration rates to replay (default 0 0.1)",
+    )
+    p.add_argument(
+        "--salts",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="[loop] slice hashes to repeat the loop with (spread of the gain)",
+    )
+    p.add_argument("--plot", type=Path, default=None, help="[loop] PNG for the first salt")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.target == "train":
-        from train.cli import CommandError
+        from train.bench import train as bench_train
 
-        try:
-            from train import bench_train
-        except ModuleNotFoundError as exc:
-            if exc.name != "train.bench_train":
-                raise
-            raise CommandError(
-                "rung bench train is not available (train/bench_train.py is missing)"
-            ) from None
         return int(bench_train.run(args) or 0)
+    if args.target == "loop":
+        from train.bench import loop
+
+        return int(loop.run(args) or 0)
     return run_serve(args)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     import sys
 
-    from serve.bench import BenchConfig, markdown
-    from serve.bench import run as bench
-    from serve.settings import Settings
+    from serve.api.settings import Settings
+    from serve.bench.harness import BenchConfig, markdown
+    from serve.bench.harness import run as bench
     from train.cli import CommandError
 
     for name in ("requests", "concurrency", "load_requests", "in_process"):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from serve.ladder import Ladder, default_ladder
+from serve.model.ladder import Ladder, default_ladder
 
 
 def add_ladder_arg(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def load_ladder(path: Path | None) -> Ladder:
 
 
 def add_format_arg(parser: argparse.ArgumentParser) -> None:
-    from train.dataset import SourceFormat
+    from train.data.types import SourceFormat
 
     parser.add_argument(
         "--format",

@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from serve.ladder import Ladder
+    from serve.model.ladder import Ladder
     from train.cli import CommandError
     from train.evaluation.evaluate import compare, evaluate
     from train.evaluation.report import compare_rows, headline_rows, summary_rows, write_report

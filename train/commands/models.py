@@ -34,7 +34,7 @@ def _models_dir(parser: argparse.ArgumentParser, default: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from serve import registry
+    from serve.model import registry
 
     if args.action == "promote":
         previous = registry.current_target(args.models_dir)
@@ -79,7 +79,7 @@ def _lineage(lineage: dict[str, Any]) -> str:
 
 
 def list_models(models_dir: Path, as_json: bool = False) -> None:
-    from serve.registry import list_models as entries
+    from serve.model.registry import list_models as entries
 
     models = entries(models_dir)
     if as_json:

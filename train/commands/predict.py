@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.predict import predict_files
+    from train.fit.predict import predict_files
 
     n = predict_files(args.model, args.data, args.out, threshold=args.threshold, fmt=args.fmt)
     print(f"wrote {n} predictions to {args.out}")

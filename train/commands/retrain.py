@@ -60,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.gate import GateCriterion
-    from train.retrain import RetrainConfig, RetrainError, outcome_text, retrain
+    from train.evaluation.gate import GateCriterion
+    from train.loop.retrain import RetrainConfig, RetrainError, outcome_text, retrain
 
     if not 0.0 < args.gate_quality_share <= 1.0 or args.gate_min_rows < 1:
         raise RetrainError("--gate-quality-share must lie in (0, 1] and --gate-min-rows be >= 1")

@@ -64,8 +64,8 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     than a traceback from inside a worker."""
     from pydantic import ValidationError
 
-    from serve.bundle import read_manifest
-    from serve.settings import Settings
+    from serve.api.settings import Settings
+    from serve.model.bundle import read_manifest
     from train.cli import CommandError
 
     if not 0 < args.port < 65536:
@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(cfg: ServeConfig) -> int:
-    from serve.settings import Settings
-    from serve.state import ModelHolder
+    from serve.api.settings import Settings
+    from serve.api.state import ModelHolder
 
     served = ModelHolder(Settings()).load_first()
     p = ", ".join(f"{n} {x:.3f}" for n, x in zip(served.names, served.smoke, strict=True))

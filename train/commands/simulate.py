@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from train.commands.common import load_ladder
-    from train.dataset import SourceFormat
-    from train.simulate import SimConfig, simulate
+    from train.data.types import SourceFormat
+    from train.loop.simulate import SimConfig, simulate
 
     cfg = SimConfig(
         outcomes=args.outcomes,

@@ -50,12 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.classifier import ClassWeight
     from train.cli import CommandError
-    from train.dataset import SourceFormat
-    from train.embedding import EmbedderChoice
-    from train.pipeline import TrainConfig, train_bundle
-    from train.threshold import ThresholdTarget
+    from train.data.types import SourceFormat
+    from train.embedders.base import EmbedderChoice
+    from train.fit.heads import ClassWeight
+    from train.fit.pipeline import TrainConfig, train_bundle
+    from train.fit.threshold import ThresholdTarget
 
     if not 0.0 < args.quality_share <= 1.0:
         raise CommandError("--quality-share must lie in (0, 1]")

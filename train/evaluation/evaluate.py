@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from serve.errors import RungError
-from serve.ladder import Ladder
-from serve.runtime import Router
-from train.dataset import Dataset, SourceFormat, load_dataset, split_holdout
+from serve.model.errors import RungError
+from serve.model.ladder import Ladder
+from serve.model.runtime import Router
+from train.data.load import load_dataset
+from train.data.types import Dataset, SourceFormat, fill_costs, split_holdout
 from train.evaluation.baselines import heuristic_decisions
 from train.evaluation.scoring import QUALITY_TARGETS, EvalInputs, score
-from train.pipeline import fill_costs
 
 SCHEMA = "rung-eval/1"
 COMPARE_SCHEMA = "rung-eval-compare/1"
@@ -393,7 +393,7 @@ def gate_verdicts(
 ) -> list[dict[str, str]]:
     """The promotion gate's verdict (train/gate.py, the rule `rung retrain --promote` applies)
     for every model after the first, judged as a candidate against the first."""
-    from train.gate import figures, judge
+    from train.evaluation.gate import figures, judge
 
     def fig(router: Router):  # noqa: ANN202 - gate.Figures, imported lazily
         p = p_sufficient(router, ds.texts)

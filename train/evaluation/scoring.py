@@ -16,7 +16,7 @@ import numpy as np
 
 from train.evaluation import metrics as m
 from train.evaluation.baselines import anchored_envelope, oracle, random_envelope
-from train.threshold import operating_summary
+from train.evaluation.operating import operating_summary
 
 QUALITY_TARGETS = (0.90, 0.95, 1.00)  # shares of the always-top-tier quality
 CPT_TARGETS = (0.5, 0.8)  # RouteLLM's CPT(50%) and CPT(80%)

@@ -1,0 +1,141 @@
+"""`rung bench train`: what training the default bundle costs, and how well the recipe routes.
+
+Training runs in a child process so its wall time and peak RSS are the command's own (the
+distilled static embedding is cached; `--cold` measures with an empty cache too). Routing
+quality is measured on `../shared/data`: the default recipe trained on the fixed train split
+and evaluated on the held-out split, against random mixing, the heuristic and the oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LADDERS = Path(__file__).resolve().parents[1] / "data" / "ladders"
+# (name, data path under shared/, ladder TOML or None for the built-in default)
+OUTCOME_SETS = (
+    ("RouterBench (3 tiers)", "routerbench", None),
+    ("RouteLLM MMLU (2 tiers)", "routellm/mmlu", "routellm_mmlu.toml"),
+    ("LLMRouter (3 tiers)", "llmrouter/train.json", "llmrouter.toml"),
+)
+# The child reports its own peak RSS, so each run's figure is its own, not a running max.
+CHILD = (
+    "import resource, sys\nfrom train.cli import main\nrc = main(sys.argv[1:])\n"
+    "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+    "file=sys.stderr)\nsys.exit(rc)"
+)
+
+
+def timed_train(
+    data: list[str], out: Path, ladder: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Run `rung train` in a child; wall seconds and the child's peak RSS in MiB."""
+    cmd = [
+        sys.executable,
+        "-c",
+        CHILD,
+        "train",
+        "--data",
+        *data,
+        "--out",
+        str(out),
+        "--quiet",
+        "--overwrite",
+    ]
+    if ladder:
+        cmd += ["--ladder", str(ladder)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"training failed: {proc.stderr.strip()[-2000:]}")
+    peak_kib = int(proc.stderr.rsplit("PEAK_RSS_KIB ", 1)[1].split()[0])
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak_kib / 1024, 1)}
+
+
+def routing_quality(bundle: Path, data: Path, ladder: Path | None) -> dict[str, Any]:
+    from serve.model.ladder import Ladder
+    from train.evaluation.evaluate import evaluate
+
+    lad = Ladder.from_toml(ladder) if ladder else None
+    result = evaluate(bundle, [data], ladder=lad, split="holdout")
+    s, mt = result.summary(), result.metrics
+    return {
+        "rows": s["rows"],
+        "auc_router": s["auc"],
+        "auc_random": s["auc_random"],
+        "auc_heuristic": s["auc_heuristic"],
+        "auc_oracle": s["auc_oracle"],
+        "gap_closed": s["gap_closed"],
+        "cost_to_95_share_of_top": s["cost_to_95"] / mt["axis"]["top_cost"],
+        "saving_vs_random_95": s["saving_vs_random_95"],
+        "default_quality_share": s["quality_share_of_top"],
+        "default_cost_share": s["cost_share_of_top"],
+        "beats_random": mt["verdict"]["beats_random_at_default"],
+        "beats_heuristic": mt["verdict"]["beats_heuristic_at_its_cost"],
+    }
+
+
+def run(args: Any) -> int:
+    data = getattr(args, "data", "data/queries")
+    shared = Path(getattr(args, "shared", "../shared/data"))
+    report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {sys.platform}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        if getattr(args, "cold", False):
+            env = {**os.environ, "RUNG_CACHE_DIR": str(tmpdir / "cache")}
+            report["default_cold"] = timed_train([data], tmpdir / "cold", env=env)
+        timed_train([data], tmpdir / "warmup")  # fills the cache when it is empty
+        report["default_warm"] = timed_train([data], tmpdir / "default")
+        report["quality"] = {}
+        for name, rel, ladder_file in OUTCOME_SETS:
+            path = shared / rel
+            ladder = LADDERS / ladder_file if ladder_file else None
+            if not path.exists() or (ladder and not ladder.is_file()):
+                continue
+            bundle = tmpdir / rel.replace("/", "_")
+            fit = timed_train([str(path)], bundle, ladder)
+            report["quality"][name] = {"train": fit, **routing_quality(bundle, path, ladder)}
+    print_report(report)
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"\nTraining the default bundle from data/queries ({report['machine']}):\n")
+    print("| run | wall time (s) | peak RSS (MiB) |\n|---|---:|---:|")
+    for key, label in (
+        ("default_cold", "cold cache (distils the static embedding)"),
+        ("default_warm", "warm cache"),
+    ):
+        if key in report:
+            r = report[key]
+            print(f"| {label} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} |")
+    if not report["quality"]:
+        print("\n../shared/data not found: routing quality skipped.")
+        return
+    print(
+        "\nDefault recipe on ../shared/data (trained on the hash train split, scored on the "
+        "held-out 20%):\n"
+    )
+    print(
+        "| data | rows | AUC router | random | heuristic | oracle | gap closed | "
+        "cost for 95% quality (share of top) | saving vs random at 95% | beats random | "
+        "beats heuristic | train s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|")
+    for name, q in report["quality"].items():
+        print(
+            f"| {name} | {q['rows']} | {q['auc_router']:.4f} | {q['auc_random']:.4f} | "
+            f"{q['auc_heuristic']:.4f} | {q['auc_oracle']:.4f} | {q['gap_closed']:.1%} | "
+            f"{q['cost_to_95_share_of_top']:.1%} | {q['saving_vs_random_95']:.1%} | "
+            f"{'yes' if q['beats_random'] else 'no'} | "
+            f"{'yes' if q['beats_heuristic'] else 'no'} | {q['train']['seconds']:.1f} |"
+        )

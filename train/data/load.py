@@ -1,0 +1,136 @@
+"""Loading: every file through the reader for its layout, into one validated `Dataset`.
+
+The reader table is explicit: a new source layout is a reader module plus one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from serve.model.bundle import sha256_file
+from serve.model.ladder import Ladder, UnsolvedPolicy
+from train.data.files import detect_format, expand_paths
+from train.data.logs import read_logs
+from train.data.readers import (
+    read_labelled,
+    read_llmrouter,
+    read_routellm,
+    read_routerbench,
+    unlabelled_rows,
+)
+from train.data.types import (
+    DataError,
+    Dataset,
+    InputFile,
+    RawRow,
+    RowProblem,
+    SourceFormat,
+    TextRow,
+)
+
+Reader = Callable[[Path, Ladder], Iterator[RawRow | RowProblem]]
+READERS: dict[SourceFormat, Reader] = {
+    SourceFormat.LABELLED: read_labelled,
+    SourceFormat.ROUTERBENCH: read_routerbench,
+    SourceFormat.ROUTELLM: read_routellm,
+    SourceFormat.LLMROUTER: read_llmrouter,
+    SourceFormat.LOGS: read_logs,
+}
+
+
+def load_dataset(
+    paths: list[str | Path],
+    ladder: Ladder,
+    fmt: SourceFormat | None = None,
+    apply_policy: bool = True,
+) -> Dataset:
+    """Read every file, keep good rows, count and report bad ones; refuse if none is usable."""
+    rows: list[RawRow] = []
+    sources: list[str] = []
+    problems: list[RowProblem] = []
+    inputs: list[InputFile] = []
+    for path in expand_paths(paths):
+        kind = fmt or detect_format(path)
+        good_before, bad_before = len(rows), len(problems)
+        for item in READERS[kind](path, ladder):
+            if isinstance(item, RowProblem):
+                problems.append(item)
+            else:
+                rows.append(item)
+                sources.append(str(path))
+        inputs.append(
+            InputFile(
+                str(path),
+                sha256_file(path),
+                kind.value,
+                len(rows) - good_before,
+                len(problems) - bad_before,
+                str(path.resolve()),
+            )
+        )
+    return _assemble(rows, sources, problems, inputs, ladder, apply_policy)
+
+
+def _assemble(
+    rows: list[RawRow],
+    sources: list[str],
+    problems: list[RowProblem],
+    inputs: list[InputFile],
+    ladder: Ladder,
+    apply_policy: bool,
+) -> Dataset:
+    if not rows:
+        detail = "; ".join(map(str, problems[:5]))
+        raise DataError(
+            f"no usable rows in {[i.path for i in inputs]}"
+            + (f" ({len(problems)} bad rows, e.g. {detail})" if problems else "")
+        )
+    quality = np.array([r.quality for r in rows], dtype=float)
+    ds = Dataset(
+        ladder,
+        [r.id for r in rows],
+        [r.text for r in rows],
+        quality,
+        np.array([r.cost for r in rows], dtype=float),
+        [r.group for r in rows],
+        sources,
+        np.array([r.weight for r in rows], dtype=float),
+        [r.time for r in rows],
+        inputs,
+        problems,
+    )
+    if apply_policy and ladder.unsolved is UnsolvedPolicy.DROP:
+        solved = (np.nan_to_num(ds.sufficient, nan=0.0) > 0).any(axis=1)
+        dropped = int((~solved).sum())
+        ds = ds.subset(solved)
+        ds.dropped_unsolved = dropped
+        if not len(ds):
+            raise DataError("every row is unsolved and the ladder's policy is 'drop'")
+    return ds
+
+
+def read_texts(
+    paths: list[str | Path], ladder: Ladder, fmt: SourceFormat | None = None
+) -> tuple[list[TextRow], list[RowProblem]]:
+    """Texts to route, with their ids; labels are optional here (prediction, not training)."""
+    rows: list[TextRow] = []
+    problems: list[RowProblem] = []
+    for path in expand_paths(paths):
+        kind = fmt or detect_format(path)
+        items = (
+            unlabelled_rows(path) if kind is SourceFormat.LABELLED else READERS[kind](path, ladder)
+        )
+        for item in items:
+            if isinstance(item, RowProblem):
+                problems.append(item)
+            else:
+                rows.append(TextRow(str(path), item.id, item.text))
+    if not rows:
+        raise DataError(
+            f"no usable rows in {list(map(str, paths))}"
+            + (f"; e.g. {problems[0]}" if problems else "")
+        )
+    return rows, problems

@@ -1,0 +1,269 @@
+"""Gateway escalation logs -> per-tier outcome rows, with untried tiers left unknown.
+
+A gateway that routes with rung tries the routed tier and escalates one tier at a time on
+failure, so each request tells us which tiers failed and which succeeded. Label rules (never a
+guess): a tier that failed scores 0.0; a tier that succeeded scores 1.0 and, on the ordered
+ladder, so does every tier above the lowest success; a tier never tried stays NaN (unknown),
+so its head in `train.fit.heads.TierClassifier` masks the row. Two layouts are read, even
+mixed in one file: one line per request with an `attempts` list, or one line per attempt
+grouped by `request_id`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from serve.model.ladder import Ladder, LadderError
+from serve.model.text import text_from_messages
+from train.data.files import json_lines
+from train.data.types import DataError, RawRow, RowProblem
+
+LOG_GROUP = "logs"
+
+
+class LogError(DataError):
+    """Logs that cannot be used for retraining; the message says why."""
+
+
+class Outcome(str, Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    tier: int  # index on the ladder
+    outcome: Outcome
+    cost_usd: float = math.nan
+    order: float = 0.0  # position within the request (attempt layout: `attempt` or line)
+
+
+@dataclass
+class LogRequest:
+    request_id: str
+    ts: dt.datetime
+    text: str
+    attempts: list[Attempt]
+    explore: bool
+    line: int
+
+
+@dataclass(frozen=True)
+class Labels:
+    quality: list[float]
+    observed: list[bool]  # tier tried (vs inferred from a cheaper success, or unknown)
+    conflict: bool  # one tier both failed and succeeded: left unknown
+    order_violation: bool  # a tier failed above a cheaper success: the observation is kept
+
+
+# ---------------------------------------------------------------- label derivation
+
+
+def derive_labels(attempts: list[Attempt], n_tiers: int) -> Labels:
+    """Per-tier quality from what was tried; see the module docstring for the rules."""
+    failed = {a.tier for a in attempts if a.outcome is Outcome.FAILURE}
+    succeeded = {a.tier for a in attempts if a.outcome is Outcome.SUCCESS}
+    conflicts = failed & succeeded
+    quality = [math.nan] * n_tiers
+    observed = [False] * n_tiers
+    for t in failed - conflicts:
+        quality[t], observed[t] = 0.0, True
+    for t in succeeded - conflicts:
+        quality[t], observed[t] = 1.0, True
+    clean = succeeded - conflicts
+    violation = False
+    if clean:
+        lowest = min(clean)
+        for t in range(lowest + 1, n_tiers):
+            if t in failed:
+                violation = True  # observed failure wins over the ladder-order inference
+            elif t not in conflicts:
+                quality[t] = 1.0
+    return Labels(quality, observed, bool(conflicts), violation)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+class _Bad(Exception):
+    """A malformed field; the message becomes the RowProblem reason."""
+
+
+def parse_ts(value: Any) -> dt.datetime:
+    """ISO 8601 (a trailing Z is fine; naive means UTC) or epoch seconds."""
+    if isinstance(value, bool) or value is None or value == "":
+        raise _Bad("missing ts")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise _Bad(f"ts {value!r} is not a time")
+        return dt.datetime.fromtimestamp(float(value), dt.UTC)
+    try:
+        when = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise _Bad(f"ts {value!r} is not ISO 8601") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _text(obj: dict[str, Any]) -> str | None:
+    text = obj.get("text")
+    if text is None and obj.get("messages") is not None:
+        if not isinstance(obj["messages"], list):
+            raise _Bad("messages must be a list of chat messages")
+        text = text_from_messages(obj["messages"])
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise _Bad("text must be a string")
+    return text if text.strip() else None
+
+
+def _request_id(obj: dict[str, Any]) -> str:
+    rid = obj.get("request_id")
+    if isinstance(rid, bool) or not isinstance(rid, str | int) or str(rid).strip() == "":
+        raise _Bad("missing request_id")
+    return str(rid)
+
+
+def _explore(obj: dict[str, Any]) -> bool:
+    value = obj.get("explore", False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _Bad(f"explore must be true or false, got {value!r}")
+    return value
+
+
+def _attempt(raw: Any, ladder: Ladder, order: float) -> Attempt:
+    if not isinstance(raw, dict):
+        raise _Bad("an attempt is not a JSON object")
+    try:
+        tier = ladder.index(str(raw.get("tier")))
+    except LadderError as exc:
+        raise _Bad(str(exc)) from None
+    try:
+        outcome = Outcome(raw.get("outcome"))
+    except ValueError:
+        raise _Bad(f"outcome must be 'success' or 'failure', got {raw.get('outcome')!r}") from None
+    cost = raw.get("cost_usd")
+    if cost is None:
+        cost = math.nan
+    elif isinstance(cost, bool) or not isinstance(cost, int | float) or not cost >= 0:
+        raise _Bad(f"cost_usd must be a number >= 0, got {cost!r}")
+    return Attempt(tier, outcome, float(cost), order)
+
+
+def _check_routed(obj: dict[str, Any], ladder: Ladder) -> None:
+    routed = obj.get("routed_tier")
+    if routed is not None and str(routed) not in ladder.names:
+        raise _Bad(f"routed_tier {routed!r} is not on the ladder {ladder.names}")
+
+
+def _request_line(obj: dict[str, Any], ladder: Ladder, line: int) -> LogRequest:
+    rid = _request_id(obj)
+    text = _text(obj)
+    if text is None:
+        raise _Bad("missing or empty text (or messages)")
+    attempts = obj["attempts"]
+    if not isinstance(attempts, list) or not attempts:
+        raise _Bad("attempts must be a non-empty list")
+    parsed = [_attempt(a, ladder, i) for i, a in enumerate(attempts)]
+    _check_routed(obj, ladder)
+    return LogRequest(rid, parse_ts(obj.get("ts")), text, parsed, _explore(obj), line)
+
+
+@dataclass
+class _Group:
+    """Attempt lines of one request, gathered until the file ends."""
+
+    first_line: int
+    lines: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+
+def _attempt_group(rid: str, group: _Group, ladder: Ladder) -> LogRequest:
+    texts, times, attempts, explore = set(), [], [], False
+    for line, obj in group.lines:
+        try:
+            text = _text(obj)
+            if text is not None:
+                texts.add(text)
+            times.append(parse_ts(obj.get("ts")))
+            explore |= _explore(obj)
+            _check_routed(obj, ladder)
+            order = obj.get("attempt", line)
+            if isinstance(order, bool) or not isinstance(order, int | float):
+                raise _Bad(f"attempt must be a number, got {order!r}")
+            attempts.append(_attempt(obj, ladder, float(order)))
+        except _Bad as exc:
+            raise _Bad(f"{exc} (line {line}; request {rid!r} dropped)") from None
+    if not texts:
+        raise _Bad(f"request {rid!r}: no attempt line carries text (or messages)")
+    if len(texts) > 1:
+        raise _Bad(f"request {rid!r}: its attempt lines carry different texts")
+    attempts.sort(key=lambda a: a.order)
+    return LogRequest(rid, min(times), texts.pop(), attempts, explore, group.first_line)
+
+
+def read_requests(path: Path, ladder: Ladder) -> Iterator[LogRequest | RowProblem]:
+    """Every request in one log file, or a RowProblem naming the line and what is wrong."""
+    seen: dict[str, int] = {}
+    groups: dict[str, _Group] = {}
+    for item in json_lines(path):
+        if isinstance(item, RowProblem):
+            yield item
+            continue
+        lineno, obj = item
+        try:
+            if not isinstance(obj, dict):
+                raise _Bad("line is not a JSON object")
+            if "attempts" in obj:
+                req = _request_line(obj, ladder, lineno)
+                if req.request_id in seen or req.request_id in groups:
+                    first = seen.get(req.request_id) or groups[req.request_id].first_line
+                    raise _Bad(f"duplicate request_id {req.request_id!r} (first on line {first})")
+                seen[req.request_id] = lineno
+                yield req
+            elif "tier" in obj and "outcome" in obj:
+                rid = _request_id(obj)
+                if rid in seen:
+                    raise _Bad(
+                        f"attempt line for request {rid!r}, which already has a "
+                        f"request line (line {seen[rid]})"
+                    )
+                groups.setdefault(rid, _Group(lineno)).lines.append((lineno, obj))
+            else:
+                raise _Bad("neither a request line (attempts) nor an attempt line (tier + outcome)")
+        except _Bad as exc:
+            yield RowProblem(str(path), lineno, str(exc))
+    for rid, group in groups.items():
+        try:
+            yield _attempt_group(rid, group, ladder)
+        except _Bad as exc:
+            yield RowProblem(str(path), group.first_line, str(exc))
+
+
+def to_row(req: LogRequest, ladder: Ladder) -> RawRow:
+    labels = derive_labels(req.attempts, len(ladder))
+    cost = [math.nan] * len(ladder)
+    for a in req.attempts:  # what the gateway paid; untried tiers are priced later
+        if not math.isnan(a.cost_usd):
+            cost[a.tier] = a.cost_usd if math.isnan(cost[a.tier]) else cost[a.tier] + a.cost_usd
+    return RawRow(
+        req.request_id,
+        req.text,
+        labels.quality,
+        cost,
+        LOG_GROUP,
+        time=req.ts.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        line=req.line,
+    )
+
+
+def read_logs(path: Path, ladder: Ladder) -> Iterator[RawRow | RowProblem]:
+    for item in read_requests(path, ladder):
+        yield item if isinstance(item, RowProblem) else to_row(item, ladder)

