@@ -46,7 +46,10 @@ bench: model ## serving benchmark: /classify vs a no-op FastAPI endpoint, same r
 bench-train: $(STAMP) ## training benchmark: time, peak memory, routing quality on ../shared/data
 	$(RUNG) bench train
 
+bench-loop: $(STAMP) ## retraining-loop benchmark on ../shared/data (RouterBench slices)
+	$(RUNG) bench loop --salts 0 1 2 --plot docs/retraining_loop.png
+
 clean: ## remove caches and built models (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache $(MODELS)/default $(MODELS)/current
 
-.PHONY: help install model run test lint bench bench-train clean
+.PHONY: help install model run test lint bench bench-train bench-loop clean
