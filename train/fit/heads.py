@@ -20,9 +20,14 @@ from sklearn.preprocessing import StandardScaler
 
 from serve.model.runtime import monotone_p_sufficient
 from train.data.types import DataError
+from train.fit.sampling import outcome_strata, stratified_sample
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 MIN_ROWS_PER_CLASS = 5
+# C is chosen by CV on at most this many rows per head (a stratified sample), then the head
+# is refitted on every row: on 1M rows the grid x folds refits were most of training time,
+# and C's choice is stable long before this size.
+SELECTION_ROWS = 40_000
 
 
 class ClassWeight(str, Enum):
@@ -70,6 +75,7 @@ class TierClassifier:
     seed: int = 0
     folds: int = 5
     class_weight: ClassWeight = ClassWeight.NONE
+    selection_rows: int = SELECTION_ROWS
     heads: list[Pipeline] = field(default_factory=list)
     best_c: list[float] = field(default_factory=list)
     cv_auc: list[float] = field(default_factory=list)
@@ -89,24 +95,29 @@ class TierClassifier:
         sufficient: np.ndarray,
         weights: np.ndarray | None = None,
     ) -> TierClassifier:
-        """Choose C per head by stratified CV (ROC AUC), then refit on every known row."""
+        """Choose C per head by stratified CV (ROC AUC) on at most `selection_rows` known rows,
+        then refit on every known row."""
         self.heads, self.best_c, self.cv_auc = [], [], []
         for t in range(self.n_heads):
             known = _known(sufficient[:, t])
             y = sufficient[known, t].astype(int)
             _check_target(y, self.tier_names[t])
             w = None if weights is None else weights[known]
+            sel = stratified_sample(y, self.selection_rows, self.seed)
             search = GridSearchCV(
                 make_head(1.0, self.seed, self.class_weight),
                 {"logreg__C": list(C_GRID)},
                 scoring="roc_auc",
-                cv=self._cv(np.bincount(y).min()),
+                cv=self._cv(np.bincount(y[sel]).min()),
             )
-            search.fit(x[known], y, logreg__sample_weight=w)
+            search.fit(
+                x[np.flatnonzero(known)[sel]],
+                y[sel],
+                logreg__sample_weight=None if w is None else w[sel],
+            )
             c, auc = float(search.best_params_["logreg__C"]), float(search.best_score_)
-            head = make_head(c, self.seed, self.class_weight).fit(
-                x[known], y, logreg__sample_weight=w
-            )
+            rows = x if known.all() else x[known]  # no 1 GB copy when every row is known
+            head = make_head(c, self.seed, self.class_weight).fit(rows, y, logreg__sample_weight=w)
             self.heads.append(head)
             self.best_c.append(c)
             self.cv_auc.append(auc)
@@ -124,9 +135,7 @@ class TierClassifier:
     ) -> np.ndarray:
         """p_sufficient for every row from heads that never saw it: held-out data for the
         threshold, without giving up rows to a separate validation split."""
-        strata = np.nan_to_num(sufficient[:, : self.n_heads], nan=2).astype(int)
-        key = strata @ (3 ** np.arange(self.n_heads))
-        _, key = np.unique(key, return_inverse=True)
+        _, key = np.unique(outcome_strata(sufficient[:, : self.n_heads]), return_inverse=True)
         counts = np.bincount(key)
         key[counts[key] < self.folds] = -1  # rare strata pooled so the split stays stratified
         splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
