@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from serve.model.bundle import BundleError
 from train.commands.common import print_table
 
 
@@ -35,17 +36,30 @@ def _models_dir(parser: argparse.ArgumentParser, default: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from serve.model import registry
+    from serve.model.checks import BundleRefused
+    from train.cli import Refused
 
+    if args.action in ("promote", "rollback"):
+        try:
+            previous = registry.current_target(args.models_dir)
+        except BundleError:  # a pointer to a deleted bundle may still be moved
+            previous = None
     if args.action == "promote":
-        previous = registry.current_target(args.models_dir)
-        registry.set_current(args.models_dir, args.name)
+        try:
+            registry.set_current(args.models_dir, args.name)
+        except BundleRefused as exc:
+            raise Refused(_refusal(args, args.name, previous, exc)) from None
         print(
             f"{args.models_dir}/current -> {args.name}"
             + (f" (was {previous.name})" if previous else "")
         )
     elif args.action == "rollback":
-        previous = registry.current_target(args.models_dir)
-        target = registry.rollback(args.models_dir)
+        try:
+            target = registry.rollback(args.models_dir)
+        except BundleRefused as exc:
+            stack = registry.promotion_stack(args.models_dir)
+            name = stack[-2] if len(stack) > 1 else "?"
+            raise Refused(_refusal(args, name, previous, exc)) from None
         print(
             f"{args.models_dir}/current -> {target.name} (rolled back from "
             f"{previous.name if previous else 'nothing'})"
@@ -53,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         list_models(args.models_dir, as_json=args.json)
     return 0
+
+
+def _refusal(args: argparse.Namespace, name: str, previous: Path | None, exc: Exception) -> str:
+    kept = f"{args.models_dir}/current still -> {previous.name}" if previous else "not moved"
+    return f"refused {name}: {exc}; {kept}"
 
 
 def _test_figures(metrics: dict[str, Any]) -> tuple[str, str]:
