@@ -57,6 +57,11 @@ class Metrics:
         self.reloads = Counter(
             "rung_reloads", "Reload attempts by result.", ["result"], registry=reg
         )
+        self.fallback = Gauge(
+            "rung_model_fallback",
+            "1 while the pointer names a refused bundle and an earlier one serves instead.",
+            registry=reg,
+        )
         self._req: dict[tuple[str, int], Counter] = {}
         self._lat: dict[str, Histogram] = {}
         self._dec: dict[str, Counter] = {}
@@ -86,6 +91,9 @@ class Metrics:
     def set_model(self, name: str, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(name, version).set(1)
+
+    def set_fallback(self, on: bool) -> None:
+        self.fallback.set(1 if on else 0)
 
     def reload_result(self, result: str) -> None:
         self.reloads.labels(result).inc()

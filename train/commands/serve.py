@@ -54,9 +54,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 @dataclass(frozen=True)
+class StartupCheck:
+    """What a worker will serve, found by loading it once in the CLI process."""
+
+    version: str
+    path: Path
+    ladder: str
+    threshold: float
+    smoke: str  # p_sufficient of the smoke query, per tier
+    fallback: str | None  # why the pointer's own bundle is not served, if it is not
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     env: dict[str, str | None]  # RUNG_* variables for the workers; None: remove
     uvicorn: dict[str, Any]  # keyword arguments for uvicorn.run
+    served: StartupCheck
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
@@ -65,7 +78,6 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     from pydantic import ValidationError
 
     from serve.api.settings import Settings
-    from serve.model.bundle import read_manifest
     from train.cli import CommandError
 
     if not 0 < args.port < 65536:
@@ -93,7 +105,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
             else (" (train one: rung train --data data/queries --out models/default)")
         )
         raise CommandError(f"no model bundle at {source}{hint}")
-    read_manifest(source.resolve())  # schema and JSON problems as one line, now
+    served = startup_check(settings)
     model = settings.model
     if model is None and settings.models_dir is None:
         model = source.absolute()  # pin the default: a worker's cwd may differ
@@ -112,7 +124,44 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         "access_log": args.access_log,
         "log_level": settings.log_level.lower(),
     }
-    return ServeConfig(env=env, uvicorn=kwargs)
+    return ServeConfig(env=env, uvicorn=kwargs, served=served)
+
+
+def startup_check(settings: Any) -> StartupCheck:
+    """Load what a worker would load at start-up (with its fallback along the pointer's
+    history), so a bundle that cannot be served ends here as one line and exit status 1,
+    not as a traceback from every worker. Quiet: the workers log what they serve."""
+    import logging
+
+    from serve.api.state import ModelHolder
+    from serve.model.errors import RungError
+    from train.cli import Refused
+
+    holder = ModelHolder(settings)
+    logger = logging.getLogger("rung.serve")
+    was, logger.disabled = logger.disabled, True
+    try:
+        served = holder.load_first()
+    except RungError as exc:
+        raise Refused(str(exc)) from None
+    finally:
+        logger.disabled = was
+    p = ", ".join(f"{n} {x:.3f}" for n, x in zip(served.names, served.smoke, strict=True))
+    fb = holder.fallback
+    note = (
+        f"{fb.pointer} names {fb.names}, which fails its checks ({fb.error}); "
+        f"serving {fb.serving}, the newest good bundle in its history"
+        if fb
+        else None
+    )
+    return StartupCheck(
+        version=served.ref["version"],
+        path=served.path,
+        ladder=" < ".join(served.names),
+        threshold=served.threshold,
+        smoke=p,
+        fallback=note,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,15 +180,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(cfg: ServeConfig) -> int:
-    from serve.api.settings import Settings
-    from serve.api.state import ModelHolder
-
-    served = ModelHolder(Settings()).load_first()
-    p = ", ".join(f"{n} {x:.3f}" for n, x in zip(served.names, served.smoke, strict=True))
-    print(f"ok: {served.ref['version']} from {served.path}")
+    served = cfg.served
+    if served.fallback:
+        print(f"fallback: {served.fallback}")
+    print(f"ok: {served.version} from {served.path}")
     print(
-        f"ladder {' < '.join(served.names)}; threshold {served.threshold:.4f}; "
-        f"smoke p_sufficient: {p}"
+        f"ladder {served.ladder}; threshold {served.threshold:.4f}; "
+        f"smoke p_sufficient: {served.smoke}"
     )
     print(
         f"would listen on http://{cfg.uvicorn['host']}:{cfg.uvicorn['port']} with "

@@ -127,7 +127,7 @@ def test_serve_check_refuses_a_broken_bundle(tiny_bundles, tmp_path, env, capsys
     bad = tmp_path / "bad"
     shutil.copytree(tiny_bundles["a"], bad)
     (bad / "classifier.onnx").write_bytes(b"junk")
-    assert main(["serve", "--model", str(bad), "--check"]) == 2
+    assert main(["serve", "--model", str(bad), "--check"]) == 1  # refused, not a usage error
     assert "does not match its sha256" in capsys.readouterr().err
 
 
