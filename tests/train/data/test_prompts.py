@@ -38,7 +38,8 @@ def routellm_csv(path: Path) -> Path:
 
 
 def llmrouter_json(path: Path) -> Path:
-    items = [{"id": i, "question": t, "scores": {OTHER_MODELS[0]: 1}} for i, t in enumerate(PROMPTS)]
+    scores = {OTHER_MODELS[0]: 1}
+    items = [{"id": i, "question": t, "scores": scores} for i, t in enumerate(PROMPTS)]
     path.write_text(json.dumps(items), encoding="utf-8")
     return path
 
