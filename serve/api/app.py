@@ -81,6 +81,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in list(tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        ctx.metrics.close()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

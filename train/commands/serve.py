@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,8 +179,28 @@ def run(args: argparse.Namespace) -> int:
         return _check(cfg)
     import uvicorn
 
-    uvicorn.run(APP, **cfg.uvicorn)
+    with metrics_dir(cfg.uvicorn["workers"]):
+        uvicorn.run(APP, **cfg.uvicorn)
     return 0
+
+
+@contextmanager
+def metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for this run (removed after), so
+    /metrics on any worker counts every worker and never a previous run. One set by the
+    operator is used as it is (wiping it between runs is then theirs to do)."""
+    from serve.api.metrics import MULTIPROC_ENV
+
+    if workers < 2 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="rung-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _check(cfg: ServeConfig) -> int:
