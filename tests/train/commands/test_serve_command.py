@@ -172,5 +172,6 @@ def test_bench_serve_runs_end_to_end_and_writes_json(models_dir, tmp_path, capsy
     result = json.loads(out.read_text())
     assert result["http"]["rung"]["n"] == 40 and result["http"]["noop"]["n"] == 40
     assert result["throughput_rps"]["rung"] > 0 and result["rss_mb"]["rung"] > 0
+    assert result["requests_per_cpu_s"]["rung"] > 0  # the per-core figure docs/scaling.md uses
     assert result["cold_start_s"]["rung"] > 0
     assert result["in_process"]["150 words"]["n"] == 50
