@@ -79,3 +79,14 @@ def test_serve_model_with_a_bad_bundle_exits_1_in_one_line(tmp_path, tiny_bundle
     bad = broken_copy(tiny_bundles["a"], tmp_path / "bad", "tampered")
     cmd = [*RUNG, "serve", "--model", str(bad), "--port", str(free_port())]
     assert "does not match its sha256" in _fails_in_one_line(cmd)
+
+
+def test_serve_check_reports_the_fallback(models_dir, capsys, monkeypatch):
+    monkeypatch.setattr(os, "environ", _env())  # `rung serve` exports RUNG_* for its workers
+    from train.cli import main
+
+    broken_copy(models_dir / "a", models_dir / "bad", "nan")
+    set_current(models_dir, "bad", check=False)
+    assert main(["serve", "--models-dir", str(models_dir), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "fallback:" in out and "names bad, which fails its checks" in out and "ok: a@" in out
