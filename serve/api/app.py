@@ -28,6 +28,7 @@ from serve.api.replies import secret
 from serve.api.routes import Context, router
 from serve.api.settings import Settings, fastapi_options
 from serve.api.state import ModelHolder
+from serve.model.errors import RungError
 
 log = logging.getLogger("rung.serve")
 
@@ -65,7 +66,11 @@ def _install_sighup(holder: ModelHolder, tasks: set[asyncio.Task[Any]]) -> bool:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx: Context = app.state.ctx
     holder = ctx.holder
-    served = await asyncio.to_thread(holder.load_first)
+    try:
+        served = await asyncio.to_thread(holder.load_first)
+    except RungError as exc:  # reported as one line (RungApp), not Starlette's traceback
+        app.state.startup_error = str(exc)
+        raise
     log.info("serving %s (%s)", served.ref["version"], served.path)
     tasks: set[asyncio.Task[Any]] = set()
     if ctx.settings.poll_seconds > 0:

@@ -90,3 +90,15 @@ def test_serve_check_reports_the_fallback(models_dir, capsys, monkeypatch):
     assert main(["serve", "--models-dir", str(models_dir), "--check"]) == 0
     out = capsys.readouterr().out
     assert "fallback:" in out and "names bad, which fails its checks" in out and "ok: a@" in out
+
+
+def test_plain_uvicorn_with_no_servable_bundle_fails_without_a_traceback(tmp_path, tiny_bundles):
+    bad = broken_copy(tiny_bundles["a"], tmp_path / "bad", "tampered")
+    env = {**_env(), "RUNG_MODEL": str(bad)}
+    cmd = [sys.executable, "-m", "uvicorn", "serve.app:create_app", "--factory"]
+    done = subprocess.run(
+        [*cmd, "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "rung: cannot serve" in done.stderr and "does not match its sha256" in done.stderr
