@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.models_dir}/current -> {args.name}"
             + (f" (was {previous.name})" if previous else "")
         )
+        _warn_ladder_change(previous, args.models_dir / args.name)
     elif args.action == "rollback":
         try:
             target = registry.rollback(args.models_dir)
@@ -64,9 +66,31 @@ def run(args: argparse.Namespace) -> int:
             f"{args.models_dir}/current -> {target.name} (rolled back from "
             f"{previous.name if previous else 'nothing'})"
         )
+        _warn_ladder_change(previous, target)
     else:
         list_models(args.models_dir, as_json=args.json)
     return 0
+
+
+def _warn_ladder_change(previous: Path | None, target: Path) -> None:
+    """Running servers refuse a bundle with other tier names (unless RUNG_ALLOW_LADDER_CHANGE):
+    say so now rather than let the move look like it worked."""
+    from serve.model.bundle import read_manifest
+
+    if previous is None:
+        return
+    try:
+        old = read_manifest(previous).ladder.names
+    except BundleError:
+        return
+    new = read_manifest(target).ladder.names
+    if old != new:
+        print(
+            f"warning: the ladder changes from {old} to {new}; running servers keep the old "
+            "bundle until restarted (or RUNG_ALLOW_LADDER_CHANGE=true), and gateways must "
+            "know the new tier names",
+            file=sys.stderr,
+        )
 
 
 def _refusal(args: argparse.Namespace, name: str, previous: Path | None, exc: Exception) -> str:

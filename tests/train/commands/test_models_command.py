@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from serve.model.registry import current_target, set_current
@@ -39,3 +41,23 @@ def test_rollback_refuses_a_broken_previous_bundle_with_exit_1(models_dir, capsy
 def test_promote_of_a_good_bundle_still_works(models_dir, capsys):
     assert main(["models", "--models-dir", str(models_dir), "promote", "b"]) == 0
     assert "current -> b (was a)" in capsys.readouterr().out
+
+
+def test_promoting_another_ladder_warns_that_servers_keep_the_old_one(models_dir, capsys):
+    from dataclasses import replace
+
+    from serve.model.bundle import read_manifest, write_manifest
+    from serve.model.ladder import Ladder, Tier
+
+    shutil.copytree(models_dir / "a", models_dir / "other")
+    m = read_manifest(models_dir / "other")
+    ladder = Ladder(tuple(Tier(n) for n in ("tiny", "mid", "huge")))
+    write_manifest(models_dir / "other", replace(m, name="other", ladder=ladder))
+    assert main(["models", "--models-dir", str(models_dir), "promote", "other"]) == 0
+    captured = capsys.readouterr()
+    assert "current -> other (was a)" in captured.out
+    assert (
+        "warning: the ladder changes" in captured.err and "RUNG_ALLOW_LADDER_CHANGE" in captured.err
+    )
+    assert main(["models", "--models-dir", str(models_dir), "promote", "b"]) == 0
+    assert "warning" in capsys.readouterr().err  # and back again
