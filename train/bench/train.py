@@ -93,8 +93,15 @@ def run(args: Any) -> int:
             report["default_cold"] = timed_train([data], tmpdir / "cold", env=env)
         timed_train([data], tmpdir / "warmup")  # fills the cache when it is empty
         report["default_warm"] = timed_train([data], tmpdir / "default")
+        sizes = getattr(args, "rows", None) or []
+        if sizes:
+            from train.bench.scale import run_scale
+
+            report["scale"] = run_scale(Path(data), sizes, tmpdir)
         report["quality"] = {}
         for name, rel, ladder_file in OUTCOME_SETS:
+            if getattr(args, "skip_quality", False):
+                break
             path = shared / rel
             ladder = LADDERS / ladder_file if ladder_file else None
             if not path.exists() or (ladder and not ladder.is_file()):
@@ -118,8 +125,12 @@ def print_report(report: dict[str, Any]) -> None:
         if key in report:
             r = report[key]
             print(f"| {label} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} |")
+    if report.get("scale"):
+        from train.bench.scale import print_scale
+
+        print_scale(report["scale"])
     if not report["quality"]:
-        print("\n../shared/data not found: routing quality skipped.")
+        print("\nRouting quality skipped (--skip-quality, or ../shared/data not found).")
         return
     print(
         "\nDefault recipe on ../shared/data (trained on the hash train split, scored on the "
