@@ -49,4 +49,4 @@ if [ -s "$CA_BUNDLE" ]; then
 fi
 start=$(date +%s)
 buildah bud "${args[@]}" "$CONTEXT"
-echo "built $IMAGE from $BASE in $(( $(date +%s) - start )) s ($(buildah images --format '{{.Size}}' "$IMAGE"))"
+echo "built $IMAGE from $BASE in $(( $(date +%s) - start )) s ($(buildah images --format '{{.Size}}' "$IMAGE" | head -1))"

@@ -51,4 +51,4 @@ buildah config \
     "$ctr"
 buildah commit --quiet --rm "$ctr" "$IMAGE" >/dev/null
 ctr=""
-echo "made $IMAGE ($(buildah images --format '{{.Size}}' "$IMAGE"))"
+echo "made $IMAGE ($(buildah images --format '{{.Size}}' "$IMAGE" | head -1))"

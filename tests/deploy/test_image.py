@@ -32,7 +32,7 @@ from tests.support.servers import free_port
 
 pytestmark = pytest.mark.image
 
-TAG = "localhost/rung-test"
+TAG = f"localhost/rung-test-{os.getpid()}"  # buildah's storage is shared by the machine
 MAX_IMAGE_MB = 400
 SERVER_UID = 10001
 TRAINING_ONLY = ("torch", "sklearn", "sentence_transformers", "transformers", "skl2onnx", "joblib")
@@ -77,7 +77,10 @@ def images(tiny_bundles, tmp_path_factory) -> Iterator[Images]:
     context = build_context(tmp_path_factory.mktemp("context"), tiny_bundles["a"])
     env = {**os.environ, "IMAGE": built.default, "CONTEXT": str(context)}
     run("bash", script, "default", timeout=900, env=env)
+    used = run("buildah", "containers", "--format", "{{.ImageName}}").split()
+    assert not {built.server, built.default} & set(used), "the build left a working container"
     yield built
+    remove_leftover_containers()
     for image in (built.server, built.default):
         subprocess.run(["buildah", "rmi", image], capture_output=True, timeout=120, check=False)
 
@@ -88,18 +91,30 @@ def inspect(image: str) -> dict[str, Any]:
 
 def size_mb(image: str) -> float:
     """buildah's human size ("375 MB", decimal units) in MB."""
-    text = run("buildah", "images", "--format", "{{.Size}}", image).strip()
+    text = run("buildah", "images", "--format", "{{.Size}}", image).split("\n")[0].strip()
     number, unit = re.fullmatch(r"([0-9.]+)\s*([kMG]?B)", text).groups()  # type: ignore[union-attr]
     return float(number) * {"B": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}[unit]
 
 
+CONTAINER_PREFIX = f"rung-test-{os.getpid()}-"
+
+
 @contextmanager
 def container(image: str) -> Iterator[str]:
-    name = run("buildah", "from", image).strip().splitlines()[-1]
+    name = f"{CONTAINER_PREFIX}{time.monotonic_ns()}"
+    run("buildah", "from", "--name", name, image)
     try:
         yield name
     finally:
         subprocess.run(["buildah", "rm", name], capture_output=True, timeout=60, check=False)
+
+
+def remove_leftover_containers() -> None:
+    """Whatever an interrupted test left behind, so the test images can be removed."""
+    names = run("buildah", "containers", "--format", "{{.ContainerName}}").split()
+    for name in names:
+        if name.startswith(CONTAINER_PREFIX):
+            subprocess.run(["buildah", "rm", name], capture_output=True, timeout=60, check=False)
 
 
 def in_image(image: str, *cmd: str) -> subprocess.CompletedProcess[str]:
