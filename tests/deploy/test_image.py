@@ -195,6 +195,14 @@ def serving(image: str, volume: Path | None = None) -> Iterator[Running]:
                 proc.wait(timeout=20)
 
 
+def written_files(name: str) -> set[str]:
+    """Paths in the container's own overlay layer: what processes in it wrote."""
+    mount = Path(json.loads(run("buildah", "inspect", name))["MountPoint"])
+    upper = mount.parent / "diff"
+    assert upper.is_dir(), f"no overlay upper dir at {upper}"
+    return {str(p.relative_to(upper)) for p in upper.rglob("*")}
+
+
 def deployment_memory_request() -> float:
     import yaml
 
@@ -271,6 +279,10 @@ def test_server_in_the_image_serves_the_volume_and_follows_the_pointer(images, m
             time.sleep(0.2)
         r = httpx.post(f"{srv.url}/classify", json={"text": "Translate hello."}, timeout=5)
         assert r.json()["model"]["version"] == want
+
+        # Nothing but buildah's own marker was written to the image's filesystem, so the
+        # server runs on a read-only root filesystem (readOnlyRootFilesystem in deploy/k8s).
+        assert written_files(srv.container) <= {"run", "run/.containerenv"}
 
         # The HEALTHCHECK's own command passes against this server.
         test = inspect(images.server)["Docker"]["config"]["Healthcheck"]["Test"][1:]
