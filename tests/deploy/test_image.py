@@ -117,10 +117,11 @@ def remove_leftover_containers() -> None:
             subprocess.run(["buildah", "rm", name], capture_output=True, timeout=60, check=False)
 
 
-def in_image(image: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+def in_image(image: str, *cmd: str, models: Path | None = None) -> subprocess.CompletedProcess[str]:
+    mounts = ["-v", f"{models}:/models"] if models else []
     with container(image) as name:
         return subprocess.run(
-            ["buildah", "run", "--isolation", "chroot", name, "--", *cmd],
+            ["buildah", "run", "--isolation", "chroot", *mounts, name, "--", *cmd],
             capture_output=True,
             text=True,
             timeout=120,
@@ -312,3 +313,59 @@ def test_server_image_without_a_bundle_says_what_is_missing(images):
     assert out.returncode == 2
     assert "no model bundle at /models/current" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_models_admin_workflow_in_the_image(images, tiny_bundles, tmp_path):
+    """What docs/containers.md tells an operator to run in the rung-models-admin pod, on a
+    volume the image's user owns (fsGroup does this in Kubernetes)."""
+    from serve.model.registry import current_target, set_current
+
+    models_dir = tmp_path / "models"
+    for name in ("a", "b"):  # real copies: the volume changes owner below
+        shutil.copytree(tiny_bundles[name], models_dir / name)
+    set_current(models_dir, "a")
+
+    incoming = models_dir / ".incoming-v2"
+    shutil.copytree(models_dir / "b", incoming)  # as `kubectl cp` would
+    broken = models_dir / ".incoming-broken"
+    shutil.copytree(models_dir / "b", broken, copy_function=shutil.copy)
+    with open(broken / "classifier.onnx", "ab") as fh:
+        fh.write(b"tampered")
+    subprocess.run(["chown", "-R", f"{SERVER_UID}:{SERVER_UID}", str(models_dir)], check=True)
+
+    check = in_image(
+        images.server,
+        "rung",
+        "serve",
+        "--check",
+        "--model",
+        "/models/.incoming-v2",
+        models=models_dir,
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("ok: ")
+    refused = in_image(
+        images.server,
+        "rung",
+        "serve",
+        "--check",
+        "--model",
+        "/models/.incoming-broken",
+        models=models_dir,
+    )
+    assert refused.returncode == 2
+    (line,) = [x for x in refused.stderr.splitlines() if x.startswith("rung serve: error:")]
+    assert "classifier.onnx does not match its sha256" in line
+    assert "Traceback" not in refused.stderr
+
+    steps = (
+        ("mv", "/models/.incoming-v2", "/models/v2"),
+        ("rung", "models", "promote", "v2"),  # from WORKDIR /, ./models is the volume
+    )
+    for step in steps:
+        out = in_image(images.server, *step, models=models_dir)
+        assert out.returncode == 0, (step, out.stderr)
+    assert current_target(models_dir) == (models_dir / "v2").resolve()
+    out = in_image(images.server, "rung", "models", "rollback", models=models_dir)
+    assert out.returncode == 0, out.stderr
+    assert current_target(models_dir) == (models_dir / "a").resolve()
