@@ -35,6 +35,16 @@ def test_base_image_is_a_build_argument_defaulting_to_the_official_slim_python(i
     assert all(f == "${BASE}" or f in stages for f in froms)  # nothing else is pulled
 
 
+def test_dependencies_install_before_the_code_arrives(instructions):
+    """So a change to serve/ or train/ rebuilds one small layer, not the whole install."""
+    build = [i for i in instructions if i.stage == "build"]
+    deps = next(n for n, i in enumerate(build) if "pip install" in i.args)
+    copied = [i.args for i in build[:deps] if i.keyword == "COPY"]
+    assert copied == ["pyproject.toml /src/"]
+    code = next(n for n, i in enumerate(build) if i.args.startswith("serve "))
+    assert "--no-deps" in next(i.args for i in build[code:] if "pip install" in i.args)
+
+
 def test_targets_are_server_by_default_and_default_with_the_bundle(instructions):
     stages = [i.stage for i in instructions if i.keyword == "FROM"]
     assert stages[-1] == "server"  # `docker build .` gives the volume variant
@@ -43,14 +53,16 @@ def test_targets_are_server_by_default_and_default_with_the_bundle(instructions)
     assert baked == ["models/default /models/default"]
 
 
-def test_ca_bundle_is_a_secret_of_the_install_step_only(instructions):
+def test_ca_bundle_is_a_secret_of_the_install_steps_only(instructions):
+    installs = [i for i in instructions if "pip install" in i.args]
     mounts = [i for i in instructions if "--mount=type=secret" in i.args]
-    assert len(mounts) == 1
-    (step,) = mounts
-    assert step.keyword == "RUN" and step.stage == "build"
-    assert "pip install" in step.args and "PIP_CERT=/run/secrets/ca" in step.args
+    assert len(installs) == 2 and mounts == installs  # dependencies, then rung itself
+    for step in mounts:
+        assert step.keyword == "RUN" and step.stage == "build"
+        assert "--mount=type=secret,id=ca " in step.args
+        assert "PIP_CERT=/run/secrets/ca" in step.args
     for i in instructions:
-        assert "PIP_CERT" not in i.args or i is step
+        assert "PIP_CERT" not in i.args or i in mounts
         if i.keyword in ("COPY", "ADD"):
             assert not any(word in i.args for word in ("ca-certificates", ".pem", ".crt"))
     # the runtime stages start again from the base and take only the venv from the build stage
