@@ -327,7 +327,7 @@ def test_models_admin_workflow_in_the_image(images, tiny_bundles, tmp_path):
 
     incoming = models_dir / ".incoming-v2"
     shutil.copytree(models_dir / "b", incoming)  # as `kubectl cp` would
-    broken = models_dir / ".incoming-broken"
+    broken = models_dir / ".incoming-broken"  # as a half-copied or corrupted download
     shutil.copytree(models_dir / "b", broken, copy_function=shutil.copy)
     with open(broken / "classifier.onnx", "ab") as fh:
         fh.write(b"tampered")
@@ -353,10 +353,18 @@ def test_models_admin_workflow_in_the_image(images, tiny_bundles, tmp_path):
         "/models/.incoming-broken",
         models=models_dir,
     )
-    assert refused.returncode == 2
+    assert refused.returncode == 1
     (line,) = [x for x in refused.stderr.splitlines() if x.startswith("rung serve: error:")]
     assert "classifier.onnx does not match its sha256" in line
     assert "Traceback" not in refused.stderr
+    # promote runs the same checks itself: a tampered bundle never becomes current
+    out = in_image(
+        images.server, "mv", "/models/.incoming-broken", "/models/bad", models=models_dir
+    )
+    assert out.returncode == 0, out.stderr
+    out = in_image(images.server, "rung", "models", "promote", "bad", models=models_dir)
+    assert out.returncode == 1 and "refused bad" in out.stderr
+    assert current_target(models_dir) == (models_dir / "a").resolve()
 
     steps = (
         ("mv", "/models/.incoming-v2", "/models/v2"),
