@@ -127,10 +127,6 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
         cfg.embedder, cfg.embedder_path, progress=cfg.progress, work_dir=cfg.out.parent
     )
     x_train, tokens_train = embedder.encode_with_counts(train_ds.texts, progress=cfg.progress)
-    if len(test_ds):
-        x_test, tokens_test = embedder.encode_with_counts(test_ds.texts, progress=False)
-    else:
-        x_test, tokens_test = x_train[:0], tokens_train[:0]
     clock["embed"] = time.perf_counter()
 
     clf = TierClassifier(
@@ -157,11 +153,12 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
         metrics["validation"]["method"] += f" (a stratified sample of {len(val_ds)})"
     scored_test = _scored_rows(cfg, test_ds, fallback=False)
     if scored_test.any():
+        # embedded only now, after the heads are fitted: the fit's scaled copy of the train
+        # rows and these features are never in memory together
         scored = test_ds.subset(scored_test)
-        cost_test = fill_costs(scored, tokens_test[scored_test])
-        metrics["test"] = _split_metrics(
-            clf.p_sufficient(x_test[scored_test]), scored, cost_test, threshold
-        )
+        x_test, tokens_test = embedder.encode_with_counts(scored.texts, progress=False)
+        cost_test = fill_costs(scored, tokens_test)
+        metrics["test"] = _split_metrics(clf.p_sufficient(x_test), scored, cost_test, threshold)
         metrics["test"]["method"] = (
             "explicit held-out rows, never trained on"
             if cfg.holdout_mask
