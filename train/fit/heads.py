@@ -27,7 +27,7 @@ MIN_ROWS_PER_CLASS = 5
 # C is chosen by CV on at most this many rows per head (a stratified sample), then the head
 # is refitted on every row: on 1M rows the grid x folds refits were most of training time,
 # and C's choice is stable long before this size.
-SELECTION_ROWS = 20_000
+SELECTION_ROWS = 10_000
 
 
 class ClassWeight(str, Enum):
@@ -105,12 +105,32 @@ class TierClassifier:
             w = None if weights is None else weights[known]
             sel = stratified_sample(y, self.selection_rows, self.seed)
             c, auc = self._choose_c(x[np.flatnonzero(known)[sel]], y[sel], w, sel)
-            rows = x if known.all() else x[known]  # no 1 GB copy when every row is known
-            head = make_head(c, self.seed, self.class_weight).fit(rows, y, logreg__sample_weight=w)
+            head = self._fit_scaled_in_place(x, known, y, w, c)
             self.heads.append(head)
             self.best_c.append(c)
             self.cv_auc.append(auc)
         return self
+
+    def _fit_scaled_in_place(
+        self, x: np.ndarray, known: np.ndarray, y: np.ndarray, w: np.ndarray | None, c: float
+    ) -> Pipeline:
+        """`make_head(c).fit(x[known], y)` without a scaled copy of the rows: the rows are
+        standardised in place for the fit and restored after (float32 round trip, ~1e-7
+        relative). On 800k x 257 features the copy was 0.8 GB of a 4.4 GB peak."""
+        head = make_head(c, self.seed, self.class_weight)
+        scaler, logreg = head.named_steps["scale"], head.named_steps["logreg"]
+        rows = x if known.all() else x[known]  # a masked head works on its own copy anyway
+        scaler.fit(rows)
+        mean, scale = scaler.mean_.astype(rows.dtype), scaler.scale_.astype(rows.dtype)
+        rows -= mean
+        rows /= scale
+        try:
+            logreg.fit(rows, y, sample_weight=w)
+        finally:
+            if rows is x:
+                rows *= scale
+                rows += mean
+        return head
 
     def _choose_c(
         self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, sel: np.ndarray
