@@ -25,6 +25,11 @@ from train.data.files import json_lines
 from train.data.types import DataError, RawRow, RowProblem
 
 LOG_GROUP = "logs"
+HASH_ONLY = "logged without its text (hash only)"
+HASH_ONLY_HELP = (
+    "training needs the request text; the gateway wrote only its sha256 "
+    "(set RUNG_ESCALATION_LOG_TEXT=true where the gateway runs to keep the text)"
+)
 
 
 class LogError(DataError):
@@ -168,6 +173,8 @@ def _request_line(obj: dict[str, Any], ladder: Ladder, line: int) -> LogRequest:
     rid = _request_id(obj)
     text = _text(obj)
     if text is None:
+        if obj.get("text_sha256"):
+            raise _Bad(f"request {rid!r} {HASH_ONLY}: {HASH_ONLY_HELP}")
         raise _Bad("missing or empty text (or messages)")
     attempts = obj["attempts"]
     if not isinstance(attempts, list) or not attempts:
@@ -186,27 +193,54 @@ class _Group:
 
 
 def _attempt_group(rid: str, group: _Group, ladder: Ladder) -> LogRequest:
-    texts, times, attempts, explore = set(), [], [], False
+    texts, times, attempts, explore, hashed = set(), [], [], False, False
+    reported: dict[int, Attempt] = {}  # tier -> the application's latest verdict on it
     for line, obj in group.lines:
         try:
             text = _text(obj)
             if text is not None:
                 texts.add(text)
+            hashed |= bool(obj.get("text_sha256"))
             times.append(parse_ts(obj.get("ts")))
             explore |= _explore(obj)
             _check_routed(obj, ladder)
             order = obj.get("attempt", line)
             if isinstance(order, bool) or not isinstance(order, int | float):
                 raise _Bad(f"attempt must be a number, got {order!r}")
-            attempts.append(_attempt(obj, ladder, float(order)))
+            attempt = _attempt(obj, ladder, float(order))
+            if obj.get("source") == "report":
+                reported[attempt.tier] = attempt
+            else:
+                attempts.append(attempt)
         except _Bad as exc:
             raise _Bad(f"{exc} (line {line}; request {rid!r} dropped)") from None
     if not texts:
+        if hashed:
+            raise _Bad(f"request {rid!r} {HASH_ONLY}: {HASH_ONLY_HELP}")
         raise _Bad(f"request {rid!r}: no attempt line carries text (or messages)")
     if len(texts) > 1:
         raise _Bad(f"request {rid!r}: its attempt lines carry different texts")
+    attempts = _apply_reports(attempts, reported)
     attempts.sort(key=lambda a: a.order)
     return LogRequest(rid, min(times), texts.pop(), attempts, explore, group.first_line)
+
+
+def _apply_reports(attempts: list[Attempt], reported: dict[int, Attempt]) -> list[Attempt]:
+    """A reported outcome (`source: report`: a validator, a user's thumbs-down) is the
+    application's verdict on the answer a tier gave. It replaces what the gateway saw on that
+    tier (the call returned, so the gateway logged success) and keeps that attempt's place and
+    cost; a report on a tier the logs never show tried is added as an attempt."""
+    if not reported:
+        return attempts
+    out: list[Attempt] = []
+    for a in attempts:
+        if a.tier not in reported:
+            out.append(a)
+        elif all(b.tier != a.tier for b in out):
+            out.append(Attempt(a.tier, reported[a.tier].outcome, a.cost_usd, a.order))
+    tried = {a.tier for a in attempts}
+    out.extend(v for t, v in reported.items() if t not in tried)
+    return out
 
 
 def read_requests(path: Path, ladder: Ladder) -> Iterator[LogRequest | RowProblem]:

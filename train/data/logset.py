@@ -17,7 +17,16 @@ import numpy as np
 from serve.model.bundle import sha256_file
 from serve.model.ladder import Ladder, UnsolvedPolicy
 from train.data.files import expand_paths
-from train.data.logs import Labels, LogError, LogRequest, derive_labels, read_requests, to_row
+from train.data.logs import (
+    HASH_ONLY,
+    HASH_ONLY_HELP,
+    Labels,
+    LogError,
+    LogRequest,
+    derive_labels,
+    read_requests,
+    to_row,
+)
 from train.data.types import Dataset, InputFile, RawRow, RowProblem, SourceFormat
 
 
@@ -29,6 +38,7 @@ class LogSummary:
     requests: int = 0
     explore: int = 0
     bad_lines: int = 0
+    hash_only: int = 0  # requests logged without their text: refused for training, reported
     duplicates: int = 0
     conflicts: int = 0
     order_violations: int = 0
@@ -56,6 +66,7 @@ class LogSummary:
             "informative_requests": self.informative,
             "explore_requests": self.explore,
             "bad_lines": self.bad_lines,
+            "hash_only_requests": self.hash_only,
             "duplicate_requests": self.duplicates,
             "conflicting_tiers": self.conflicts,
             "order_violations": self.order_violations,
@@ -70,6 +81,8 @@ class LogSummary:
             f"information about a tier below the top; {self.bad_lines} malformed lines, "
             f"{self.duplicates} duplicate requests skipped"
         ]
+        if self.hash_only:
+            out.append(f"  {self.hash_only} requests skipped: {HASH_ONLY}; {HASH_ONLY_HELP}")
         for t, k, o, s, i in zip(
             self.tiers, self.known, self.observed, self.sufficient, self.insufficient, strict=True
         ):
@@ -155,7 +168,13 @@ def load_logs(paths: list[str | Path], ladder: Ladder) -> LogSet:
                 str(Path(path).resolve()),
             )
         )
-    summary.bad_lines = len(problems) - summary.duplicates
+    summary.hash_only = sum(HASH_ONLY in p.reason for p in problems)
+    summary.bad_lines = len(problems) - summary.duplicates - summary.hash_only
+    if not rows and summary.hash_only:
+        raise LogError(
+            f"the logs hold {summary.hash_only} requests {HASH_ONLY} and no request with its "
+            f"text: {HASH_ONLY_HELP}. Hash-only lines are never used for training"
+        )
     if not rows:
         detail = "; ".join(map(str, problems[:3]))
         raise LogError(
