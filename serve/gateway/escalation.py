@@ -217,3 +217,25 @@ class EscalationLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+_SHARED: dict[Path, EscalationLog] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_log(settings: Any) -> EscalationLog | None:
+    """The one writer per folder in this process (hook, callback and cascade share it, so
+    lines never interleave across writers); None when no folder is configured."""
+    folder = getattr(settings, "escalation_log_dir", None)
+    if folder is None:
+        return None
+    key = Path(folder).resolve()
+    with _SHARED_LOCK:
+        log = _SHARED.get(key)
+        if log is None or log._closed:
+            log = _SHARED[key] = EscalationLog(
+                key,
+                max_bytes=int(settings.escalation_log_max_mb * 2**20),
+                queue_size=settings.escalation_log_queue,
+            )
+    return log

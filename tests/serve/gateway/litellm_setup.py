@@ -40,7 +40,10 @@ def chat(text: str) -> list[dict[str, str]]:
 
 async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
     """LiteLLM runs success/failure callbacks in background tasks: wait for them."""
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
     deadline = time.monotonic() + seconds
+    await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), seconds)
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("callback did not run in time")
