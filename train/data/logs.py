@@ -186,9 +186,10 @@ def _request_line(obj: dict[str, Any], ladder: Ladder, line: int) -> LogRequest:
 
 @dataclass
 class _Group:
-    """Attempt lines of one request, gathered until the file ends."""
+    """Attempt lines of one request, gathered until the last file ends."""
 
     first_line: int
+    path: Path
     lines: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
@@ -245,40 +246,65 @@ def _apply_reports(attempts: list[Attempt], reported: dict[int, Attempt]) -> lis
 
 def read_requests(path: Path, ladder: Ladder) -> Iterator[LogRequest | RowProblem]:
     """Every request in one log file, or a RowProblem naming the line and what is wrong."""
-    seen: dict[str, int] = {}
+    for _, item in read_request_files([path], ladder):
+        yield item
+
+
+def read_request_files(
+    paths: list[Path], ladder: Ladder
+) -> Iterator[tuple[Path, LogRequest | RowProblem]]:
+    """Every request in these files, with the file it starts in. Attempt lines of one request
+    are grouped across files: a gateway's log rotates by day and size, and an outcome the
+    application reports later lands in whichever file is current then."""
     groups: dict[str, _Group] = {}
-    for item in json_lines(path):
-        if isinstance(item, RowProblem):
-            yield item
-            continue
-        lineno, obj = item
-        try:
-            if not isinstance(obj, dict):
-                raise _Bad("line is not a JSON object")
-            if "attempts" in obj:
-                req = _request_line(obj, ladder, lineno)
-                if req.request_id in seen or req.request_id in groups:
-                    first = seen.get(req.request_id) or groups[req.request_id].first_line
-                    raise _Bad(f"duplicate request_id {req.request_id!r} (first on line {first})")
-                seen[req.request_id] = lineno
-                yield req
-            elif "tier" in obj and "outcome" in obj:
-                rid = _request_id(obj)
-                if rid in seen:
-                    raise _Bad(
-                        f"attempt line for request {rid!r}, which already has a "
-                        f"request line (line {seen[rid]})"
-                    )
-                groups.setdefault(rid, _Group(lineno)).lines.append((lineno, obj))
-            else:
-                raise _Bad("neither a request line (attempts) nor an attempt line (tier + outcome)")
-        except _Bad as exc:
-            yield RowProblem(str(path), lineno, str(exc))
+    for path in paths:
+        seen: dict[str, int] = {}
+        for item in json_lines(path):
+            if isinstance(item, RowProblem):
+                yield path, item
+                continue
+            lineno, obj = item
+            try:
+                _scan_line(obj, lineno, path, ladder, seen, groups)
+                if "attempts" in obj:
+                    yield path, _request_line(obj, ladder, lineno)
+            except _Bad as exc:
+                yield path, RowProblem(str(path), lineno, str(exc))
     for rid, group in groups.items():
         try:
-            yield _attempt_group(rid, group, ladder)
+            yield group.path, _attempt_group(rid, group, ladder)
         except _Bad as exc:
-            yield RowProblem(str(path), group.first_line, str(exc))
+            yield group.path, RowProblem(str(group.path), group.first_line, str(exc))
+
+
+def _scan_line(
+    obj: Any,
+    lineno: int,
+    path: Path,
+    ladder: Ladder,
+    seen: dict[str, int],
+    groups: dict[str, _Group],
+) -> None:
+    """Check one line's kind and ids; attempt lines join their request's group."""
+    if not isinstance(obj, dict):
+        raise _Bad("line is not a JSON object")
+    if "attempts" in obj:
+        rid = _request_id(obj)
+        here = groups.get(rid)
+        if rid in seen or (here is not None and here.path == path):
+            first = seen.get(rid) or groups[rid].first_line
+            raise _Bad(f"duplicate request_id {rid!r} (first on line {first})")
+        seen[rid] = lineno
+    elif "tier" in obj and "outcome" in obj:
+        rid = _request_id(obj)
+        if rid in seen:
+            raise _Bad(
+                f"attempt line for request {rid!r}, which already has a request line "
+                f"(line {seen[rid]})"
+            )
+        groups.setdefault(rid, _Group(lineno, path)).lines.append((lineno, obj))
+    else:
+        raise _Bad("neither a request line (attempts) nor an attempt line (tier + outcome)")
 
 
 def to_row(req: LogRequest, ladder: Ladder) -> RawRow:

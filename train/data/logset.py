@@ -24,7 +24,7 @@ from train.data.logs import (
     LogError,
     LogRequest,
     derive_labels,
-    read_requests,
+    read_request_files,
     to_row,
 )
 from train.data.types import Dataset, InputFile, RawRow, RowProblem, SourceFormat
@@ -133,38 +133,43 @@ def load_logs(paths: list[str | Path], ladder: Ladder) -> LogSet:
     problems: list[RowProblem] = []
     inputs: list[InputFile] = []
     seen: set[str] = set()
-    for path in expand_paths(paths):
-        good, bad = len(rows), len(problems)
-        for item in read_requests(path, ladder):
-            if isinstance(item, RowProblem):
-                problems.append(item)
-                continue
-            if item.request_id in seen:
-                summary.duplicates += 1
-                problems.append(
-                    RowProblem(
-                        str(path),
-                        item.line,
-                        f"request_id {item.request_id!r} already read from another file",
-                    )
+    files = expand_paths(paths)
+    good = dict.fromkeys(files, 0)
+    bad = dict.fromkeys(files, 0)
+    for path, item in read_request_files(files, ladder):
+        if isinstance(item, RowProblem):
+            problems.append(item)
+            bad[path] += 1
+            continue
+        if item.request_id in seen:
+            summary.duplicates += 1
+            bad[path] += 1
+            problems.append(
+                RowProblem(
+                    str(path),
+                    item.line,
+                    f"request_id {item.request_id!r} already read from another file",
                 )
-                continue
-            seen.add(item.request_id)
-            labels = derive_labels(item.attempts, len(ladder))
-            if ladder.unsolved is UnsolvedPolicy.DROP and _known_unsolved(labels.quality, ladder):
-                summary.dropped_unsolved += 1
-                continue
-            _count(summary, item, labels, ladder.pass_mark)
-            rows.append(to_row(item, ladder))
-            sources.append(str(path))
-            kept.append(item)
+            )
+            continue
+        seen.add(item.request_id)
+        labels = derive_labels(item.attempts, len(ladder))
+        if ladder.unsolved is UnsolvedPolicy.DROP and _known_unsolved(labels.quality, ladder):
+            summary.dropped_unsolved += 1
+            continue
+        _count(summary, item, labels, ladder.pass_mark)
+        rows.append(to_row(item, ladder))
+        sources.append(str(path))
+        kept.append(item)
+        good[path] += 1
+    for path in files:
         inputs.append(
             InputFile(
                 str(path),
                 sha256_file(path),
                 SourceFormat.LOGS.value,
-                len(rows) - good,
-                len(problems) - bad,
+                good[path],
+                bad[path],
                 str(Path(path).resolve()),
             )
         )

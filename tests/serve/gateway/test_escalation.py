@@ -108,6 +108,16 @@ def test_reported_outcomes_override_the_gateway_for_their_tier(tmp_path: Path):
     assert q["r3"] == [0.0, 1.0, 1.0]
 
 
+def test_a_report_written_to_a_later_file_joins_its_request(tmp_path: Path):
+    first, second = tmp_path / "escalations-20261202.jsonl", tmp_path / "escalations-20261203.jsonl"
+    line = attempt_line("r1", "small", "success", text="q1", keep_text=True, attempt=0)
+    first.write_text(json.dumps(line) + "\n")
+    second.write_text(json.dumps(attempt_line("r1", "small", "failure", source="report")) + "\n")
+    logs = load_logs([tmp_path], default_ladder())
+    assert logs.dataset.problems == [] and logs.dataset.ids == ["r1"]
+    assert logs.dataset.quality[0][0] == 0.0
+
+
 def test_hash_only_logs_are_refused_for_training_with_what_to_do(tmp_path: Path):
     lines = [attempt_line(f"r{i}", "small", "failure", text=f"q{i}") for i in range(3)]
     with pytest.raises(LogError, match="RUNG_ESCALATION_LOG_TEXT=true"):
