@@ -139,3 +139,24 @@ def test_settings_read_maps_from_the_environment(monkeypatch):
     assert s.model_groups == {"small": "cheap", "large": "big"} and s.timeout_ms == 20
     with pytest.raises(ValueError, match="name=value"):
         parse_map("small")
+
+
+def test_rung_retrain_refuses_hash_only_logs_in_one_line(tmp_path: Path, tiny_bundles, capsys):
+    from train.cli import main
+
+    lines = [attempt_line(f"r{i}", "small", "failure", text=f"q{i}") for i in range(3)]
+    code = main(
+        [
+            "retrain",
+            "--base",
+            str(tiny_bundles["a"]),
+            "--logs",
+            str(_write(tmp_path, lines)),
+            "--out",
+            str(tmp_path / "cand"),
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1
+    assert "hash only" in err and "RUNG_ESCALATION_LOG_TEXT=true" in err
