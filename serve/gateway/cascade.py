@@ -12,6 +12,8 @@ first.
 from __future__ import annotations
 
 import inspect
+import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -144,6 +146,38 @@ async def cascade(
     if last is not None:
         return CascadeResult(last[2], last[0], last[1], False, rid, decision, attempts)
     raise CascadeError(f"every tier from {start} up failed (request {rid})", attempts)
+
+
+def parses_as_json(answer: str) -> bool:
+    """Validator: the answer is a JSON document (a fenced ```json block is accepted)."""
+    text = answer.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.S)
+    try:
+        json.loads(fenced.group(1) if fenced else text)
+    except ValueError:
+        return False
+    return True
+
+
+def confidence_at_least(
+    threshold: float, pattern: str = r"confidence\s*[:=]\s*([0-9]*\.?[0-9]+)\s*(%?)"
+) -> Validator:
+    """Validator factory: the answer reports its own confidence (e.g. a last line
+    `Confidence: 0.85` or `confidence=85%`) and it is at least `threshold` (0..1). No line, or
+    an unreadable one, rejects the answer."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    rx = re.compile(pattern, re.I)
+
+    def check(answer: str) -> bool:
+        found = rx.findall(answer)
+        if not found:
+            return False
+        value, percent = found[-1] if isinstance(found[-1], tuple) else (found[-1], "")
+        score = float(value) / (100.0 if percent else 1.0)
+        return score >= threshold
+
+    return check
 
 
 def _ms(began: float) -> float:

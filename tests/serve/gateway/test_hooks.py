@@ -331,3 +331,42 @@ def test_the_cascade_escalates_on_a_rejected_answer_and_logs_both_attempts(llm, 
     assert all("text" not in x and x["routed_tier"] == "small" for x in lines)
     assert lines[1]["cost_usd"] > 0
     log.close()
+
+
+def test_ready_made_validators():
+    from serve.gateway.cascade import confidence_at_least, parses_as_json
+
+    assert parses_as_json('{"a": 1}') and parses_as_json('```json\n{"a": 1}\n```')
+    assert not parses_as_json("sure! {a: 1}")
+    at_least = confidence_at_least(0.8)
+    assert at_least("The answer is 4.\nConfidence: 0.85")
+    assert at_least("answer\nconfidence=90%") and not at_least("answer\nConfidence: 79%")
+    assert not at_least("Confidence: 0.9 ... Confidence: 0.2")  # the last report counts
+    assert not at_least("no confidence line")
+    with pytest.raises(ValueError):
+        confidence_at_least(80)
+
+
+def test_the_cascade_climbs_on_a_low_self_reported_confidence(llm, rung_url, tmp_path):
+    from serve.gateway.cascade import cascade, confidence_at_least
+    from serve.gateway.escalation import EscalationLog
+    from serve.gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(url=rung_url, model_groups=GROUPS, timeout_ms=2000)
+    llm.rules.append(Rule(model="small-llm", contains="joke", answer="Meh.\nConfidence: 0.3"))
+    llm.rules.append(Rule(model="medium-llm", contains="joke", answer="Ha.\nConfidence: 0.9"))
+    log = EscalationLog(tmp_path)
+    r = router(deployments(llm.base_url))
+    result = asyncio.run(
+        cascade(
+            chat(SMALL[11]),
+            router=r,
+            settings=settings,
+            escalation_log=log,
+            threshold=0.0,
+            validator=confidence_at_least(0.8),
+        )
+    )
+    assert result.tier == "medium" and result.answer.startswith("Ha.")
+    assert [a.outcome for a in result.attempts] == ["failure", "success"]
+    log.close()
