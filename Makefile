@@ -46,6 +46,9 @@ lint: $(STAMP) ## ruff lint + format check, mypy on serve/
 bench: model ## serving benchmark: /classify vs a no-op FastAPI endpoint, same run
 	$(RUNG) bench serve --model $(MODELS)/current
 
+bench-gateway: model ## rung's added latency through LiteLLM (Router with vs without rung)
+	$(RUNG) bench gateway --model $(MODELS)/current
+
 bench-train: $(STAMP) ## training benchmark: time, peak memory, routing quality on ../shared/data
 	$(RUNG) bench train
 
@@ -67,5 +70,5 @@ test-deploy: $(STAMP) ## container and Kubernetes tests only (tests/deploy: buil
 clean: ## remove caches and built models (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache $(MODELS)/default $(MODELS)/current
 
-.PHONY: help install model run test lint bench bench-train bench-loop image image-default manifests \
-	test-deploy clean
+.PHONY: help install model run test lint bench bench-gateway bench-train bench-loop image \
+	image-default manifests test-deploy clean
