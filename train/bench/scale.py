@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from train.bench.train import CHILD, timed_train
+from train.bench.child import CHILD, timed_train
 
 
 def perturbed_queries(source: Path, rows: int, out: Path, seed: int = 0) -> Path:
