@@ -64,6 +64,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="[train] also time a first run with an empty embedding cache",
     )
+    p.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=None,
+        help="[train] also train and predict at these sizes, on rows made by perturbing --data "
+        "(e.g. 50000 1000000)",
+    )
+    p.add_argument(
+        "--skip-quality", action="store_true", help="[train] skip routing quality on --shared"
+    )
     p.add_argument("--out", type=Path, default=Path("reports/loop"), help="[loop] output folder")
     p.add_argument(
         "--explore",
@@ -87,6 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.target == "train":
         from train.bench import train as bench_train
+        from train.cli import CommandError
+
+        if any(n < 100 for n in args.rows or []):
+            raise CommandError("--rows sizes must be at least 100")
 
         return int(bench_train.run(args) or 0)
     if args.target == "loop":

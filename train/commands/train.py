@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="none",
         help="none keeps p_sufficient calibrated (default); balanced re-weights",
     )
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help="train on a stratified sample (per tier) of at most this many rows (default: all)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -59,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.quality_share <= 1.0:
         raise CommandError("--quality-share must lie in (0, 1]")
+    if args.max_rows is not None and args.max_rows < 10:
+        raise CommandError("--max-rows must be at least 10 (or leave it out to use every row)")
     cfg = TrainConfig(
         data=args.data,
         out=args.out,
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         class_weight=ClassWeight(args.class_weight),
         progress=not args.quiet,
         overwrite=args.overwrite,
+        max_rows=args.max_rows,
     )
     result = train_bundle(cfg)
     summarise(result)
