@@ -25,7 +25,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "train.data": {"serve.model"},
     "train.embedders": {"serve.model"},
     "train.evaluation": {"serve.model", "train.data"},
-    "train.collect": {"serve.model", "train.data"},
+    "train.collect": {"serve.model", "train.data", "train.evaluation"},
     "train.fit": {"serve.model", "train.data", "train.embedders", "train.evaluation"},
     "train.loop": {"serve.model", "train.data", "train.embedders", "train.evaluation", "train.fit"},
     "train.bench": {

@@ -17,9 +17,9 @@ from typing import Any
 
 from serve.model.ladder import Ladder
 from train.collect.journal import Record
+from train.evaluation.projection import DAYS_PER_MONTH
 
 Z95 = 1.959964
-DAYS_PER_MONTH = 30
 
 
 def wilson(passes: int, n: int, z: float = Z95) -> tuple[float, float]:
