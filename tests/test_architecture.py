@@ -35,6 +35,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "train.evaluation",
         "train.fit",
         "train.loop",
+        "train.collect",
     },
 }
 ANYTHING = {"train", "train.commands"}  # the console script and its subcommands sit on top

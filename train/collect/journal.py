@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -131,7 +131,7 @@ class Journal:
         rec.latency_ms = _finite(rec.latency_ms)
         if rec.judge:
             rec.judge = {k: _finite(v) if isinstance(v, float) else v for k, v in rec.judge.items()}
-        self._write(asdict(rec))
+        self._write(dict(rec.__dict__))  # flat fields: no deep copy as asdict makes
         self.records[(rec.id, rec.tier)] = rec
 
     def close(self) -> None:
