@@ -12,6 +12,7 @@ backoff and full jitter, waiting what `Retry-After` asks when the server says.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import math
 import os
@@ -145,6 +146,15 @@ class TierCaller:
                 )
             kw["api_key"] = key
         return kw
+
+    async def warm_up(self) -> None:
+        """Pay LiteLLM's lazy imports and client set-up before timing anything: its
+        `mock_response` walks the call path with no request sent and nothing spent."""
+        kw = {k: v for k, v in self._kwargs.items() if k != "timeout"}
+        with contextlib.suppress(Exception):  # best effort; real calls report real errors
+            await _litellm().acompletion(
+                messages=[{"role": "user", "content": "warm-up"}], mock_response="ok", **kw
+            )
 
     async def call(self, messages: list[dict[str, Any]]) -> CallResult:
         litellm = _litellm()

@@ -249,6 +249,7 @@ class Collector:
     async def run(self) -> RunStats:
         self.journal.open()
         try:
+            await asyncio.gather(*(c.warm_up() for c in self.callers))
             await (self._all() if self.cfg.mode is Mode.ALL else self._cascade())
         finally:
             self.journal.close()
