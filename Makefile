@@ -49,7 +49,10 @@ bench-train: $(STAMP) ## training benchmark: time, peak memory, routing quality 
 bench-loop: $(STAMP) ## retraining-loop benchmark on ../shared/data (RouterBench slices)
 	$(RUNG) bench loop --salts 0 1 2 --plot docs/retraining_loop.png
 
+bench-collect: $(STAMP) ## collect throughput at concurrency 32 against a loopback stub
+	LITELLM_LOCAL_MODEL_COST_MAP=True OPENAI_API_KEY=stub $(RUNG) bench collect
+
 clean: ## remove caches and built models (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache $(MODELS)/default $(MODELS)/current
 
-.PHONY: help install model run test lint bench bench-train bench-loop clean
+.PHONY: help install model run test lint bench bench-train bench-loop bench-collect clean

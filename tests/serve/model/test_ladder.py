@@ -92,3 +92,12 @@ def test_judge_needs_a_model_and_no_key():
 
 def test_prices_decide_whether_litellm_costs_are_used():
     assert not Tier("a").has_prices and Tier("a", output_price=1.0).has_prices
+
+
+def test_every_shipped_ladder_parses():
+    from tests.support.paths import ROOT
+
+    files = sorted((ROOT / "data" / "ladders").glob("*.toml"))
+    ladders = {f.stem: Ladder.from_toml(f) for f in files}
+    assert "collect_example" in ladders and ladders["collect_example"].judge is not None
+    assert all(t.litellm_model for t in ladders["collect_example"].tiers)

@@ -181,3 +181,9 @@ def test_judge_without_a_grade_line_is_unknown(tmp_path, llm):
     assert ladder.judge is not None
     res = asyncio.run(build_scorer("judge", judge=Judge(ladder.judge))(prompt(), "x"))
     assert res.value is None and "GRADE" in res.error and res.judge["cost_usd"] > 0
+
+
+def test_the_docs_show_the_rubric_the_judge_uses():
+    from tests.support.paths import ROOT
+
+    assert JUDGE_RUBRIC in (ROOT / "docs" / "collect.md").read_text(encoding="utf-8")
