@@ -1,10 +1,10 @@
 """The journal: one JSON line per (prompt, tier) result, appended as each result arrives.
 
-Each line is written with a single `write` on a file opened for appending and flushed at once,
-so killing the process loses at most the calls in flight; a line cut short by a crash is
-skipped on reading. Rerunning reads the journal back and skips pairs already scored; a pair
-whose call failed is retried, and a pair with an answer but no score (a judge that failed) is
-scored again without calling the tier. The last record of a pair wins.
+Each line is written with a single `os.write` on a descriptor opened for appending (no Python
+buffer to lose), so killing the process loses at most the calls in flight; a line cut short by
+a crash is skipped on reading. Rerunning reads the journal back and skips pairs already
+scored; a pair whose call failed is retried, and a pair with an answer but no score (a judge
+that failed) is scored again without calling the tier. The last record of a pair wins.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from train.collect.prompts import CollectError
 
@@ -70,7 +70,7 @@ class Journal:
         self.scorer = scorer
         self.records: dict[tuple[str, str], Record] = {}
         self.bad_lines = 0
-        self._fh: TextIO | None = None
+        self._fd: int | None = None
         if path.exists():
             self._load()
 
@@ -108,9 +108,10 @@ class Journal:
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open across appends
+        # one os.write per record on an O_APPEND descriptor: no Python buffer a kill could lose
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not fresh and not self._ends_with_newline():
-            self._fh.write("\n")  # seal a torn last line so the next record starts clean
+            os.write(self._fd, b"\n")  # seal a torn last line so the next record starts clean
         if fresh:
             header = {"schema": SCHEMA, "scorer": self.scorer, "created_at": time.time()}
             self._write(header)
@@ -121,9 +122,8 @@ class Journal:
             return fh.read(1) == b"\n"
 
     def _write(self, obj: dict[str, Any]) -> None:
-        assert self._fh is not None, "open() the journal first"
-        self._fh.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
-        self._fh.flush()
+        assert self._fd is not None, "open() the journal first"
+        os.write(self._fd, (json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n").encode())
 
     def append(self, rec: Record) -> None:
         rec.at = rec.at or time.time()
@@ -135,6 +135,6 @@ class Journal:
         self.records[(rec.id, rec.tier)] = rec
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ class Prompt:
     family: str = ""
     source: str = field(default="", compare=False)
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """Content hash: a journal entry is reused only for the very same prompt."""
         return _digest(list(self.messages))
