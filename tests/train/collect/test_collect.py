@@ -232,3 +232,45 @@ def test_concurrency_cap_per_tier(tmp_path, llm):
     assert len(arrivals) == 6
     # 6 calls of 0.2 s, two at a time: three waves
     assert arrivals[-1] - arrivals[0] >= 0.35 and elapsed >= 0.6
+
+
+def test_tiers_without_prices_take_litellm_costs_or_stay_blank(tmp_path, llm):
+    """No prices in the ladder: LiteLLM's own price for a model it knows (its bundled map,
+    LITELLM_LOCAL_MODEL_COST_MAP=True), blank for one it does not; never a made-up 0."""
+    import litellm
+
+    (tmp_path / "l.toml").write_text(
+        f"""
+[[tiers]]
+name = "small"
+litellm_model = "openai/gpt-4o-mini"
+api_base = "{llm.base_url}"
+api_key_env = "RUNG_TEST_FAKE_KEY"
+[[tiers]]
+name = "large"
+litellm_model = "openai/house-model-unpriced"
+api_base = "{llm.base_url}"
+api_key_env = "RUNG_TEST_FAKE_KEY"
+"""
+    )
+    cfg = CollectConfig(
+        read_prompts([prompts(tmp_path)])[:2],
+        Ladder.from_toml(tmp_path / "l.toml"),
+        build_scorer("contains"),
+        tmp_path / "out.csv",
+    )
+    out = collect(cfg)
+    rows = table(out.table)
+    info = litellm.model_cost["gpt-4o-mini"]
+    for row in rows:
+        call = next(
+            c for c in llm.calls_for("gpt-4o-mini") if row["sample_id"] + " " in str(c.messages)
+        )
+        want = (
+            call.prompt_tokens * info["input_cost_per_token"]
+            + call.completion_tokens * info["output_cost_per_token"]
+        )
+        assert float(row["openai/gpt-4o-mini|total_cost"]) == pytest.approx(want)
+        assert row["openai/house-model-unpriced|total_cost"] == ""
+        assert row["openai/house-model-unpriced"] != ""  # scored all the same
+    assert math.isnan(out.summary["monthly"][1]["usd_per_month"])
