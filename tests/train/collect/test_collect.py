@@ -274,3 +274,14 @@ api_key_env = "RUNG_TEST_FAKE_KEY"
         assert row["openai/house-model-unpriced|total_cost"] == ""
         assert row["openai/house-model-unpriced"] != ""  # scored all the same
     assert math.isnan(out.summary["monthly"][1]["usd_per_month"])
+
+
+def test_cascade_goes_past_a_tier_whose_call_failed(tmp_path, llm):
+    llm.responder = responder
+    llm.rules.append(Rule(model="small", contains="q0 ", status=500))
+    cfg = config(tmp_path, llm.base_url, Mode.CASCADE, retry=RetryPolicy(attempts=1))
+    out = collect(cfg)
+    row = {r["sample_id"]: r for r in table(out.table)}["q0"]
+    # small is unknown (its call failed), medium passed, large never asked
+    assert [row[f"{n}-model"] for n in TIERS] == ["", "1", ""]
+    assert out.stats.errors == 1 and out.summary["tiers"][0]["unknown"] == 1

@@ -123,3 +123,39 @@ def test_failed_judge_is_rescored_without_asking_the_tier_again(tmp_path, llm):
     summary = json.loads((tmp_path / "o.summary.json").read_text())
     assert summary["judge"]["errors"] == 0 and summary["run"]["calls"] == 0
     assert summary["run"]["judge_calls"] == 3
+
+
+def test_ctrl_c_writes_the_table_of_what_is_done(tmp_path, llm):
+    ladder = write_ladder(tmp_path / "l.toml", llm.base_url, concurrency=1)
+    rows = [{"id": f"i{i}", "text": f"i{i} hello", "expected": "hello"} for i in range(N)]
+    prompts = write_prompts(tmp_path / "p.jsonl", rows)
+    out = tmp_path / "out.csv"
+    journal = tmp_path / "out.csv.journal.jsonl"
+    llm.rules.append(Rule(delay_s=0.3, answer="hello"))
+    args = ["collect", "--prompts", str(prompts), "--ladder", str(ladder), "--out", str(out)]
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", KEY_ENV: "k"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "train.cli", *args, "--quiet"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and len(_records(journal)) >= 3:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    done = {r["id"] for r in _records(journal)}
+    with open(out, newline="", encoding="utf-8") as fh:
+        table = {r["sample_id"] for r in csv.DictReader(fh)}
+    assert table == done and 1 <= len(done) < N
