@@ -5,8 +5,10 @@ The stub runs in a child process (so its CPU is not billed to the client) and an
 with reported usage, so what is measured is the client side: LiteLLM plus, for `collect`,
 rung's scheduling, scoring, journal append and table writing. Both sides make the same calls
 (a two-tier ladder, half the concurrency per tier, as many calls in flight in all), after a
-warm-up that pays LiteLLM's lazy imports. Overhead per call = (collect - bare) / calls, in
-wall time and in this process's CPU time; best of `rounds` for each.
+warm-up that pays LiteLLM's lazy imports; (collect - bare) / calls, in wall time and in this
+process's CPU time, best of `rounds` for each. rung's own overhead per call is also measured
+directly: the whole collection with model calls that return at once (no LiteLLM, no network),
+which is what rung adds to every call whatever the provider.
 """
 
 from __future__ import annotations
@@ -131,6 +133,30 @@ async def _bare(ladder: Ladder, texts: list[str], concurrency: int) -> list[floa
     return latencies
 
 
+def _own_overhead(cfg: Any, per_day: int = 10_000) -> tuple[float, float]:
+    """Seconds of wall and CPU for a whole collection whose model calls return at once with no
+    LiteLLM and no network: everything left is rung's (scheduling, scoring, journal, table,
+    summary). Far less noisy than the difference of two live runs."""
+    from train.collect.api import write_outputs
+    from train.collect.caller import CallResult, TierCaller
+    from train.collect.runner import Collector
+
+    class Instant(TierCaller):
+        async def warm_up(self) -> None:
+            pass
+
+        async def call(self, messages: list[dict[str, Any]]) -> CallResult:
+            await asyncio.sleep(0)  # one trip through the event loop, as a real call makes
+            return CallResult("the answer is 42", 8, 4, 1e-6, 0.1, 1)
+
+    collector = Collector(cfg)
+    collector.callers = [Instant(t, cfg.retry) for t in cfg.ladder.tiers]
+    wall, cpu = time.perf_counter(), time.process_time()
+    stats = asyncio.run(collector.run())
+    write_outputs(cfg, collector.journal, stats, per_day)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn()
@@ -185,7 +211,13 @@ def bench_collect(
                         retry=RetryPolicy(attempts=1),
                     )
                     ours.append(_timed(lambda cfg=cfg: collect(cfg)))
+        own = []
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = CollectConfig(prompts, ladder, build_scorer("numeric"), Path(tmp) / "out.csv")
+                own.append(_own_overhead(cfg))
         made = n_prompts * len(ladder)
+        own_wall, own_cpu = min(own)
         b_wall, b_cpu, b_lat = min(bare, key=lambda x: x[0])
         c_wall, c_cpu, c_out = min(ours, key=lambda x: x[0])
         if c_out.stats.calls != made or c_out.stats.errors:
@@ -212,6 +244,10 @@ def bench_collect(
                 "wall": (c_wall - b_wall) / made * 1000,
                 "cpu": (c_cpu - b_cpu) / made * 1000,
             },
+            "own_ms_per_call": {
+                "wall": own_wall / made * 1000,
+                "cpu": own_cpu / made * 1000,
+            },
         }
     finally:
         proc.terminate()
@@ -231,7 +267,10 @@ def markdown(res: dict[str, Any]) -> str:
         f"| rung collect | {c['calls_per_s']:.0f} | {c['seconds']:.2f} | "
         f"{c['cpu_ms_per_call']:.2f} | {c['latency_ms_p50']:.1f} |",
         "",
-        f"rung's own overhead per call: {o['wall']:.2f} ms wall, {o['cpu']:.2f} ms CPU",
+        f"collect - bare, per call: {o['wall']:.2f} ms wall, {o['cpu']:.2f} ms CPU "
+        "(the difference of two live runs: noisy on a shared machine)",
+        f"rung's own overhead per call (model calls that return at once, no LiteLLM): "
+        f"{res['own_ms_per_call']['wall']:.3f} ms wall, {res['own_ms_per_call']['cpu']:.3f} ms CPU",
     ]
     return "\n".join(lines)
 
