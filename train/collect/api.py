@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from train.collect.journal import Journal
+from train.collect.prompts import CollectError
 from train.collect.runner import CollectConfig, Collector, Progress, RunStats
 from train.collect.summary import summarise
 from train.collect.table import pair_records, write_table
@@ -61,6 +62,7 @@ def write_outputs(
         "max_cost_usd": cfg.max_cost,
         "stopped_for_budget": stats.stopped_for_budget,
         "pending": stats.pending,
+        "aborted": stats.aborted,
         "table": str(cfg.out),
         "journal": str(cfg.journal_path),
         "rows": rows,
@@ -82,4 +84,7 @@ def collect(
     except KeyboardInterrupt:
         write_outputs(cfg, collector.journal, collector.stats, requests_per_day)
         raise
-    return write_outputs(cfg, collector.journal, stats, requests_per_day)
+    outcome = write_outputs(cfg, collector.journal, stats, requests_per_day)
+    if stats.aborted:
+        raise CollectError(stats.aborted)
+    return outcome

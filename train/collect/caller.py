@@ -50,6 +50,7 @@ class CallResult:
     latency_ms: float = math.nan  # the successful attempt, request to parsed reply
     attempts: int = 0
     error: str = ""
+    fatal: bool = False  # failed with an error no retry can fix (auth, bad request, not found)
 
     @property
     def ok(self) -> bool:
@@ -119,10 +120,23 @@ class TierCaller:
                 'e.g. litellm_model = "openai/gpt-4o-mini"'
             )
         self.tier = tier
+        self._check_provider(tier)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep or asyncio.sleep
         self._cap = asyncio.Semaphore(tier.concurrency)
         self._kwargs = self._call_kwargs(tier)
+
+    @staticmethod
+    def _check_provider(tier: Tier) -> None:
+        """A model string LiteLLM cannot route is a one-line error before any call."""
+        try:
+            _litellm().get_llm_provider(model=tier.litellm_model, api_base=tier.api_base or None)
+        except Exception:
+            raise CollectError(
+                f"tier {tier.name!r}: LiteLLM cannot tell the provider of "
+                f"{tier.litellm_model!r}; write provider/model, e.g. openai/gpt-4o-mini, "
+                "anthropic/claude-..., ollama/llama3:8b (see docs.litellm.ai/docs/providers)"
+            ) from None
 
     @staticmethod
     def _call_kwargs(tier: Tier) -> dict[str, Any]:
@@ -168,7 +182,10 @@ class TierCaller:
                 except Exception as exc:  # LiteLLM maps every provider's errors to its own
                     result.error = describe(exc)
                     wait = retry_after_s(exc)
-                    if not is_retryable(exc) or attempt + 1 == self.retry.attempts:
+                    if not is_retryable(exc):
+                        result.fatal = True
+                        return result
+                    if attempt + 1 == self.retry.attempts:
                         return result
                 else:
                     latency = (time.perf_counter() - start) * 1000

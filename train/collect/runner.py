@@ -22,6 +22,8 @@ from train.collect.journal import Journal, Record
 from train.collect.prompts import CollectError, Prompt
 from train.collect.scorers import Score, Scorer, ScorerKind
 
+FAIL_FAST = 5  # a tier's first calls that all fail for good before the run stops
+
 
 class Mode(str, Enum):
     ALL = "all"
@@ -79,6 +81,7 @@ class RunStats:
     spend_usd: float = 0.0  # this run, tiers and judge
     stopped_for_budget: bool = False
     pending: int = 0  # pairs (all) or prompts (cascade) not reached
+    aborted: str = ""  # why the run stopped early: a tier whose every call fails for good
 
 
 @dataclass
@@ -124,6 +127,25 @@ class Collector:
         self.budget = Budget(cfg.max_cost, spent_before)
         self.stats = RunStats()
         self._max_cost: dict[str, float] = {}
+        self._answered: dict[str, int] = {}
+        self._fatal: dict[str, int] = {}
+
+    @property
+    def stopped(self) -> bool:
+        return self.budget.stopped or bool(self.stats.aborted)
+
+    def _watch(self, tier: Tier, rec: Record, fatal: bool) -> None:
+        """Fail fast: a tier whose first FAIL_FAST calls all fail for good (a wrong key, model
+        or api_base) stops the run with the reason, instead of journaling thousands of errors."""
+        if rec.answered:
+            self._answered[tier.name] = self._answered.get(tier.name, 0) + 1
+        elif fatal:
+            self._fatal[tier.name] = n = self._fatal.get(tier.name, 0) + 1
+            if n >= FAIL_FAST and not self._answered.get(tier.name) and not self.stats.aborted:
+                self.stats.aborted = (
+                    f"tier {tier.name!r}: its first {n} calls all failed ({rec.error}); check "
+                    "litellm_model, api_base and the key named by api_key_env, then rerun"
+                )
 
     # ------------------------------------------------------------ one pair
 
@@ -153,7 +175,13 @@ class Collector:
         if not self.budget.reserve(estimate):
             self.stats.stopped_for_budget = True
             return None
-        rec = await (self._rescore(old, prompt) if rescore and old else self._call(prompt, i))
+        if self.stats.aborted:
+            self.budget.settle(estimate, 0.0)
+            return None
+        rec, fatal = await (
+            self._rescore(old, prompt) if rescore and old else self._call(prompt, i)
+        )
+        self._watch(tier, rec, fatal)
         self._seen_cost(tier.name, rec.cost_usd or 0.0)
         self._seen_cost("judge", rec.judge_cost)
         spend = rec.judge_cost if rescore else rec.spend
@@ -163,12 +191,12 @@ class Collector:
         self.journal.append(rec)
         return rec
 
-    async def _call(self, prompt: Prompt, i: int) -> Record:
+    async def _call(self, prompt: Prompt, i: int) -> tuple[Record, bool]:
         tier: Tier = self.cfg.ladder.tiers[i]
         res = await self.callers[i].call([dict(m) for m in prompt.messages])
         self.stats.calls += 1
         score = await self._score(prompt, res.answer) if res.ok else Score(None, res.error)
-        return Record(
+        rec = Record(
             id=prompt.id,
             tier=tier.name,
             model=tier.litellm_model,
@@ -183,13 +211,14 @@ class Collector:
             attempts=res.attempts,
             judge=score.judge,
         )
+        return rec, res.fatal
 
-    async def _rescore(self, old: Record, prompt: Prompt) -> Record:
+    async def _rescore(self, old: Record, prompt: Prompt) -> tuple[Record, bool]:
         score = await self._score(prompt, old.answer or "")
         rec = Record(**{**old.__dict__, "score": score.value, "error": score.error, "at": 0.0})
         if score.judge:
             rec.judge = score.judge
-        return rec
+        return rec, False
 
     async def _score(self, prompt: Prompt, answer: str | None) -> Score:
         score = await self.cfg.scorer(prompt, answer or "")
@@ -209,7 +238,7 @@ class Collector:
 
         async def worker(i: int, items: Iterator[Prompt]) -> None:
             for prompt in items:  # workers share the iterator: each prompt is taken once
-                if self.budget.stopped:
+                if self.stopped:
                     self.stats.pending += 1
                     continue
                 if await self.pair(prompt, i) is None:
@@ -238,7 +267,7 @@ class Collector:
 
         async def worker() -> None:
             for prompt in items:
-                if self.budget.stopped or not await one(prompt):
+                if self.stopped or not await one(prompt):
                     self.stats.pending += 1
                     continue
                 self._tick()

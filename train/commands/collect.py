@@ -104,7 +104,7 @@ def _check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from serve.model.ladder import Ladder
     from train.collect.api import collect
-    from train.collect.caller import RetryPolicy
+    from train.collect.caller import RetryPolicy, TierCaller
     from train.collect.judge import Judge
     from train.collect.prompts import CollectError, read_prompts
     from train.collect.runner import CollectConfig, Mode, check_ladder
@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(prompts)} lack it (first at {lacking[0].source}); add it, or use "
                 "--scorer judge / json / python:module:function"
             )
+    for tier in ladder.tiers:  # a model LiteLLM cannot route, or a key not set: before the run
+        TierCaller(tier, retry)
     cfg = CollectConfig(prompts, ladder, scorer, args.out, Mode(args.mode), args.max_cost, retry)
     print(
         f"collect: {len(prompts)} prompts x {len(ladder)} tiers ({args.mode}), scorer "

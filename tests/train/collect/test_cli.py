@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tests.support.fake_llm import Rule
 from tests.support.tiny_data import rows as tiny_rows
 from tests.train.collect.helpers import KEY_ENV, write_ladder, write_prompts
 from train.cli import main
@@ -134,3 +135,27 @@ def test_collected_table_trains_a_bundle_that_eval_scores_with_a_projection(tmp_
     assert m, out
     top, routed, saving = (float(x.replace(",", "")) for x in m.groups())
     assert top == pytest.approx(routed + saving, abs=0.011) and routed < top
+
+
+def test_a_tier_whose_calls_all_fail_for_good_stops_the_run_early(tmp_path, llm, capsys):
+    llm.rules.append(Rule(model="medium", status=401))
+    rows = [{"id": f"f{i}", "text": f"f{i} hi", "expected": "answer"} for i in range(40)]
+    args = _setup(tmp_path, llm, rows, concurrency=2)
+    assert main([*args, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("rung collect: error: tier 'medium': its first 5 calls all failed")
+    assert "401" in err[-1] and "api_key_env" in err[-1] and len(err) == 2  # banner, error
+    assert 5 <= len(llm.calls_for("medium")) <= 5 + 2  # the calls in flight finish
+    assert len(llm.calls) < 3 * 40
+    summary = json.loads((tmp_path / "o.summary.json").read_text())
+    assert summary["run"]["aborted"] and summary["run"]["pending"] > 0
+
+
+def test_a_model_litellm_cannot_route_is_refused_before_any_call(tmp_path, llm, capsys):
+    args = _setup(tmp_path, llm)
+    ladder = tmp_path / "l.toml"
+    ladder.write_text(ladder.read_text().replace('"openai/medium"', '"no-such-provider/m"', 1))
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "LiteLLM cannot tell the provider of 'no-such-provider/m'" in err[0]
+    assert not llm.calls
