@@ -122,7 +122,7 @@ class Collector:
         self.progress = progress or NoProgress()
         self.callers = [TierCaller(t, cfg.retry, sleep) for t in cfg.ladder.tiers]
         self.judge_caller = getattr(cfg.scorer.judge, "caller", None)
-        self.journal = Journal(cfg.journal_path, cfg.scorer.spec)
+        self.journal = Journal(cfg.journal_path, cfg.scorer.signature)
         spent_before = sum(r.spend for r in self.journal.records.values())
         self.budget = Budget(cfg.max_cost, spent_before)
         self.stats = RunStats()

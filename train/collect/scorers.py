@@ -6,6 +6,7 @@ python:module:function. The ladder's `pass_mark` turns scores into sufficiency, 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import json
@@ -185,6 +186,17 @@ class Scorer:
     validator: Any | None = None
     function: Callable[..., Any] | None = None
     judge: Any | None = None  # train.collect.judge.Judge
+    schema_digest: str = ""  # of --json-schema, so a changed schema is not resumed on
+
+    @property
+    def signature(self) -> str:
+        """What the journal records: resuming with other scoring settings is refused."""
+        extra = ""
+        if self.kind is ScorerKind.NUMERIC:
+            extra = f" --tolerance {self.rel_tol:g}"
+        elif self.schema_digest:
+            extra = f" --json-schema sha256:{self.schema_digest}"
+        return self.spec + extra
 
     @property
     def needs_expected(self) -> bool:
@@ -251,4 +263,5 @@ def build_scorer(
     if not rel_tol >= 0:
         raise CollectError("--tolerance must be >= 0")
     validator = load_schema_validator(json_schema) if json_schema else None
-    return Scorer(kind, spec, rel_tol, validator, judge=judge)
+    digest = hashlib.sha256(json_schema.read_bytes()).hexdigest()[:12] if json_schema else ""
+    return Scorer(kind, spec, rel_tol, validator, judge=judge, schema_digest=digest)

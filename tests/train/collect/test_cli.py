@@ -102,6 +102,11 @@ def test_resuming_with_another_scorer_is_refused(tmp_path, llm, capsys):
     assert main([*args, "--quiet"]) == 0
     assert main([*args, "--scorer", "contains", "--quiet"]) == 2
     assert "was written with --scorer exact" in capsys.readouterr().err
+    numeric = [*args[:-1], str(tmp_path / "n.csv"), "--scorer", "numeric", "--quiet"]
+    assert main(numeric) == 0
+    assert main([*numeric, "--tolerance", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "written with --scorer numeric --tolerance 1e-06, not numeric --tolerance 0.01" in err
 
 
 def test_collected_table_trains_a_bundle_that_eval_scores_with_a_projection(tmp_path, llm, capsys):
