@@ -19,7 +19,7 @@ def predict_files(
     tau = router.manifest.threshold if threshold is None else threshold
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {tau}")
-    rows, problems = read_texts(data, router.manifest.ladder, SourceFormat(fmt) if fmt else None)
+    rows, problems = read_texts(data, SourceFormat(fmt) if fmt else None)
     for problem in problems:
         print(f"skipped {problem}")
     names = router.tier_names
