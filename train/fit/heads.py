@@ -56,6 +56,26 @@ def make_head(c: float, seed: int, class_weight: ClassWeight = ClassWeight.NONE)
     )
 
 
+def _fit_scaler_chunked(scaler: StandardScaler, x: np.ndarray, chunk: int = 65_536) -> None:
+    """Fit `scaler` as `scaler.fit(x)` would, in row chunks with float64 sums: sklearn's fit
+    makes float64 temporaries the size of x (1.6 GB each on 800k x 257 float32 rows), which
+    set training's peak memory."""
+    n = x.shape[0]
+    total = np.zeros(x.shape[1])
+    for start in range(0, n, chunk):
+        total += x[start : start + chunk].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    sq = np.zeros(x.shape[1])
+    for start in range(0, n, chunk):
+        sq += np.square(x[start : start + chunk] - mean).sum(axis=0)
+    var = sq / n
+    scale = np.sqrt(var)
+    scale[scale < 10 * np.finfo(np.float64).eps] = 1.0  # constant columns, as sklearn does
+    scaler.mean_, scaler.var_, scaler.scale_ = mean, var, scale
+    scaler.n_samples_seen_ = np.int64(n)
+    scaler.n_features_in_ = x.shape[1]
+
+
 def _known(y: np.ndarray) -> np.ndarray:
     return ~np.isnan(y)
 
@@ -120,7 +140,7 @@ class TierClassifier:
         head = make_head(c, self.seed, self.class_weight)
         scaler, logreg = head.named_steps["scale"], head.named_steps["logreg"]
         rows = x if known.all() else x[known]  # a masked head works on its own copy anyway
-        scaler.fit(rows)
+        _fit_scaler_chunked(scaler, rows)
         mean, scale = scaler.mean_.astype(rows.dtype), scaler.scale_.astype(rows.dtype)
         rows -= mean
         rows /= scale

@@ -123,3 +123,19 @@ def test_perturbed_queries_keep_tiers_and_make_unique_ids(tmp_path):
     assert len(rows) == 100 and len({r["id"] for r in rows}) == 100
     assert {r["tier"] for r in rows} == {"small", "medium", "large"}
     assert all(r["text"].strip() for r in rows)
+
+
+def test_chunked_scaler_fit_matches_scikit_learn():
+    from sklearn.preprocessing import StandardScaler
+
+    from train.fit.heads import _fit_scaler_chunked
+
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(1000, 5)) * 4 + 2).astype(np.float32)
+    x[:, 2] = 7.0  # a constant column keeps scale 1, as in scikit-learn
+    want = StandardScaler().fit(x)
+    got = StandardScaler()
+    _fit_scaler_chunked(got, x, chunk=97)
+    for attr in ("mean_", "var_", "scale_"):
+        np.testing.assert_allclose(getattr(got, attr), getattr(want, attr), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got.transform(x), want.transform(x), atol=1e-6)
