@@ -36,6 +36,14 @@ def tiny_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"a": root / "a", "b": root / "b"}
 
 
+@pytest.fixture(scope="session")
+def legacy_bundle(tiny_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bundle `a` rewritten in the schema-1 layout: a threshold bundle as built before."""
+    from tests.support.legacy import make_legacy_bundle
+
+    return make_legacy_bundle(tiny_bundles["a"], tmp_path_factory.mktemp("legacy") / "old")
+
+
 @pytest.fixture
 def models_dir(tiny_bundles: dict[str, Path], tmp_path: Path) -> Path:
     """A fresh models folder holding (hard-linked) copies of the tiny bundles, current -> a."""

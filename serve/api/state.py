@@ -124,12 +124,14 @@ class ModelHolder:
         router = Router.load(ident[0])
         cap = apply_token_cap(router, self.settings.token_cap)
         smoke = router.smoke().tolist()
-        fast = router.p_sufficient_one(SMOKE_TEXT)
+        fast, _, cost = router.estimates_one(SMOKE_TEXT)
         if (
             not all(math.isfinite(x) for x in fast)
             or max(abs(a - b) for a, b in zip(fast, smoke, strict=True)) > 1e-4
         ):
             raise RungError("the single-text path disagrees with the batch path on the smoke query")
+        if not all(math.isfinite(c) and c >= 0 for c in cost):
+            raise RungError(f"the cost estimate on the smoke query is not usable: {cost}")
         names = tuple(router.tier_names)
         old = self.current
         if old is not None and names != old.names and not self.settings.allow_ladder_change:

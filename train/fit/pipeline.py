@@ -24,13 +24,22 @@ from serve.model.bundle import (
     write_manifest,
 )
 from serve.model.ladder import Ladder
-from serve.model.runtime import Router
+from serve.model.policy import Rule
+from serve.model.runtime import Router, monotone_p_sufficient
 from train.data.load import load_dataset
 from train.data.types import Dataset, SourceFormat, fill_costs, split_holdout
 from train.embedders.base import EmbedderChoice, TrainingEmbedder
 from train.embedders.choice import build_embedder
 from train.evaluation.operating import operating_summary
-from train.fit.export import INPUT, OUTPUT, check_parity, heads_to_onnx
+from train.fit.decision import (
+    DecisionFit,
+    count_tokens,
+    fit_decision,
+    held_out_figures,
+    input_tokens,
+    untruncated_counter,
+)
+from train.fit.export import CORRECT, INPUT, LENGTHS, check_parity, correctness_to_onnx
 from train.fit.heads import ClassWeight, TierClassifier, head_auc
 from train.fit.threshold import ThresholdTarget, calibrate_threshold
 
@@ -69,6 +78,9 @@ class TrainConfig:
     # Threshold and manifest metrics from rows whose outcome is known on every tier only: log
     # rows leave untried tiers unknown, and scoring them would drop rows selectively.
     score_complete_rows: bool = False
+    # How the bundle decides by default: expected utility (per-tier correctness and cost) or
+    # the cheapest tier whose p_sufficient reaches a threshold; both are calibrated.
+    decision: Rule = Rule.UTILITY
 
 
 @dataclass
@@ -120,12 +132,31 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
     x_test = embedder.encode(test_ds.texts, progress=False) if len(test_ds) else x_train[:0]
     clock["embed"] = time.perf_counter()
 
-    cost_train = fill_costs(train_ds, embedder.token_counts(train_ds.texts))
-    clf = TierClassifier(train_ds.ladder.names, seed=cfg.seed, class_weight=cfg.class_weight)
+    counted = embedder.token_counts(train_ds.texts)
+    cost_train = fill_costs(train_ds, counted)
+    clf = TierClassifier(
+        train_ds.ladder.names, seed=cfg.seed, class_weight=cfg.class_weight, include_top=True
+    )
     clf.fit(x_train, train_ds.sufficient, train_ds.weights)
-    oof = clf.out_of_fold(x_train, train_ds.sufficient, train_ds.weights)
+    oof_raw = clf.out_of_fold(x_train, train_ds.sufficient, train_ds.weights, raw=True)
+    oof = monotone_p_sufficient(oof_raw[:, : len(train_ds.ladder) - 1])
     cal = _scored_rows(cfg, train_ds)
     threshold = calibrate_threshold(oof[cal], train_ds.quality[cal], cost_train[cal], cfg.target)
+    full_counter = untruncated_counter(embedder.token_counter)
+    decision = fit_decision(
+        cfg.decision,
+        train_ds.ladder,
+        embedder.spec.token_cap,
+        x_train,
+        train_ds,
+        counted,
+        count_tokens(full_counter, train_ds.texts),
+        oof_raw,
+        cal,
+        cfg.target.quality_share,
+        threshold,
+        cfg.seed,
+    )
     metrics: dict[str, Any] = {
         "validation": _split_metrics(oof[cal], train_ds.subset(cal), cost_train[cal], threshold)
     }
@@ -137,6 +168,13 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
         metrics["test"] = _split_metrics(
             clf.p_sufficient(x_test[scored_test]), scored, cost_test, threshold
         )
+        metrics["test"]["rules"] = held_out_figures(
+            decision,
+            clf.p_tier(x_test[scored_test]),
+            x_test[scored_test],
+            scored,
+            embedder.token_counts(scored.texts),
+        )
         metrics["test"]["method"] = (
             "explicit held-out rows, never trained on"
             if cfg.holdout_mask
@@ -147,7 +185,7 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
             split["method"] += "; rows with every tier's outcome known"
     clock["fit"] = time.perf_counter()
 
-    result = _write_bundle(cfg, ds, train_ds, test_ds, embedder, clf, x_train, threshold, metrics)
+    result = _write_bundle(cfg, ds, train_ds, test_ds, embedder, clf, x_train, decision, metrics)
     clock["export"] = time.perf_counter()
     seconds = {
         k: round(clock[k] - clock[p], 3)
@@ -202,11 +240,15 @@ def _write_bundle(
     embedder: TrainingEmbedder,
     clf: TierClassifier,
     x_train: np.ndarray,
-    threshold: float,
+    decision: DecisionFit,
     metrics: dict[str, Any],
 ) -> Manifest:
-    graph = heads_to_onnx(clf.heads, embedder.spec.n_features)
-    parity = check_parity(graph, clf.p_tier(x_train[:256]), x_train[:256])
+    graph = correctness_to_onnx(clf.heads, decision.lengths.models, embedder.spec.n_features)
+    x = x_train[:256]
+    parity = check_parity(graph, clf.p_tier(x), x, output=CORRECT)
+    length_parity = check_parity(
+        graph, decision.lengths.log_tokens(x), x, atol=1e-3, output=LENGTHS
+    )
     created = _now()
     name = cfg.name or cfg.out.name
     with atomic_bundle_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
@@ -214,7 +256,10 @@ def _write_bundle(
         embedder.write_files(tmp)
         extras = tmp / TRAINING_DIR
         extras.mkdir()
-        joblib.dump({"heads": clf.heads, "tiers": clf.tier_names}, extras / "heads.joblib")
+        joblib.dump(
+            {"heads": clf.heads, "tiers": clf.tier_names, "lengths": decision.lengths.models},
+            extras / "heads.joblib",
+        )
         (extras / "train_ids.json").write_text(json.dumps(train_ds.ids))
         files = {f: sha256_file(tmp / f) for f in [CLASSIFIER, *embedder.files]}
         manifest = Manifest(
@@ -223,19 +268,22 @@ def _write_bundle(
             created_at=created.isoformat(),
             ladder=ds.ladder,
             embedder=embedder.spec,
-            threshold=threshold,
+            threshold=decision.threshold,
             threshold_target=cfg.target.to_dict(),
             classifier={
                 "file": CLASSIFIER,
                 "input": INPUT,
-                "output": OUTPUT,
-                "algorithm": "per-tier StandardScaler + LogisticRegression; p_sufficient = "
-                "running max along the ladder, top tier = 1.0",
+                "output": CORRECT,
+                "lengths_output": LENGTHS,
+                "algorithm": "per-tier StandardScaler + LogisticRegression, every tier: "
+                "p_correct = P(tier answers well); p_sufficient = running max of the non-top "
+                "tiers' p_correct along the ladder, top tier = 1.0",
                 "class_weight": cfg.class_weight.value,
-                "C": dict(zip(clf.tier_names[:-1], clf.best_c, strict=True)),
-                "cv_roc_auc": dict(zip(clf.tier_names[:-1], clf.cv_auc, strict=True)),
+                "C": dict(zip(clf.tier_names, clf.best_c, strict=True)),
+                "cv_roc_auc": dict(zip(clf.tier_names, clf.cv_auc, strict=True)),
                 "seed": cfg.seed,
                 "onnx_parity_max_abs_diff": parity,
+                "lengths_onnx_parity_max_abs_diff": length_parity,
             },
             data={
                 "inputs": [asdict(i) for i in ds.inputs],
@@ -256,17 +304,33 @@ def _write_bundle(
             versions=library_versions(),
             files=files,
             lineage=cfg.lineage,
+            decision=decision.manifest_decision(),
+            cost_model=decision.manifest_cost_model(),
         )
         write_manifest(tmp, manifest)
-        _check_served_parity(tmp, clf, embedder, train_ds.texts[:64])
+        _check_served_parity(tmp, clf, embedder, decision, train_ds.texts[:64])
     return manifest
 
 
 def _check_served_parity(
-    bundle: Path, clf: TierClassifier, embedder: TrainingEmbedder, texts: list[str]
+    bundle: Path,
+    clf: TierClassifier,
+    embedder: TrainingEmbedder,
+    decision: DecisionFit,
+    texts: list[str],
 ) -> None:
-    """Refuse to publish a bundle whose serving runtime disagrees with the training pipeline."""
+    """Refuse to publish a bundle whose serving runtime disagrees with the training pipeline:
+    probabilities, and the cost estimates the utility rule decides on."""
     router = Router.load(bundle)
-    expected = clf.p_sufficient(embedder.encode(texts, progress=False))
-    got = router.p_sufficient(texts)
-    np.testing.assert_allclose(got, expected, atol=2e-3, err_msg="served bundle != sklearn")
+    x = embedder.encode(texts, progress=False)
+    got = router.estimates(texts)
+    np.testing.assert_allclose(
+        got.p_sufficient, clf.p_sufficient(x), atol=2e-3, err_msg="served bundle != sklearn"
+    )
+    assert got.p_correct is not None
+    np.testing.assert_allclose(got.p_correct, clf.p_tier(x), atol=2e-3, err_msg="p_correct")
+    from serve.model.policy import tokens_from_log
+
+    n_in = input_tokens(decision.cost_model, embedder.token_counts(texts), texts)
+    want = decision.cost_model.costs(n_in, tokens_from_log(decision.lengths.log_tokens(x)))
+    np.testing.assert_allclose(got.cost, want, rtol=1e-2, atol=1e-9, err_msg="served costs")

@@ -116,10 +116,18 @@ def test_served_bundle_matches_the_training_pipeline(tiny_bundle):
     ]
     features = static_embedder(progress=False).encode(texts, progress=False)
     expected_raw = np.column_stack([h.predict_proba(features)[:, 1] for h in heads])
-    expected = np.maximum.accumulate(np.column_stack([expected_raw, np.ones(3)]), axis=1)
+    assert expected_raw.shape == (3, 3)  # schema 2: a head for every tier, the top included
+    expected = np.maximum.accumulate(np.column_stack([expected_raw[:, :2], np.ones(3)]), axis=1)
     router = Router.load(bundle)
     np.testing.assert_allclose(router.p_sufficient(texts), expected, atol=1e-4)
     np.testing.assert_allclose(router.p_sufficient(texts[:1]), expected[:1], atol=1e-4)
+    est = router.estimates(texts)
+    np.testing.assert_allclose(est.p_correct, expected_raw, atol=1e-4)
+    for i, text in enumerate(texts):  # the single-text hot path gives the batch's numbers
+        p_suff, p_corr, cost = router.estimates_one(text)
+        np.testing.assert_allclose(p_suff, est.p_sufficient[i], atol=1e-6)
+        np.testing.assert_allclose(p_corr, est.p_correct[i], atol=1e-6)
+        np.testing.assert_allclose(cost, est.cost[i], rtol=1e-6)
 
 
 def test_a_tampered_bundle_is_refused(tiny_bundle, tmp_path):
