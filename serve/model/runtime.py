@@ -352,6 +352,23 @@ class Router:
             return vec
         return np.concatenate([vec, extra_features(self._extras, counts)], axis=1)
 
+    def knob_settings(self, n: int | None = None) -> list[Setting]:
+        """Settings from cheapest to best: `n` evenly spaced values of the quality knob mapped
+        through the calibration table (every distinct table row when `n` is None); bundles
+        without a table sweep the threshold over [0, 1]."""
+        if self.policy is None:
+            taus = np.linspace(0.0, 1.0, n or 101)
+            return [Setting(Rule.THRESHOLD, float(t)) for t in taus]
+        rule, table = self.policy.rule, self.policy.table
+        if n is None:
+            out: list[Setting] = []
+            for point in table:
+                if not out or point.value != out[-1].value:
+                    out.append(Setting(rule, point.value, point.quality))
+            return out
+        qs = np.linspace(table[0].quality, 1.0, n) if n > 1 else np.array([1.0])
+        return [Setting(rule, self.policy.setting_for(float(q)), float(q)) for q in qs]
+
     def _run(self, feats: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray | None]:
         got = self.classifier.run(self._outputs, {self._input: feats})
         if got[0].shape != (n, self._width):
