@@ -182,9 +182,32 @@ def _two_tier(
         "heuristic": ends + [[heuristic_share, heuristic.quality]],
         "oracle": ends + [[oracle_share, oracle_point.quality]],
     }
-    out: dict[str, Any] = {"q_weak": qw, "q_strong": qs}
+    # The same curves with cost on the x-axis: (cost - always-weak) / (always-strong - weak).
+    cw, cs = always[0].cost, always[1].cost
+
+    def x(cost: float) -> float:
+        return float(np.clip((cost - cw) / (cs - cw), 0.0, 1.0)) if cs > cw else float("nan")
+
+    on_cost = {
+        "router": ends
+        + [
+            [x(r["cost"]), r["quality"]]
+            for r in sweep
+            if np.isfinite(r["quality"]) and r["min_tier"] == 0 and r["max_tier"] == 1
+        ],
+        "random": ends,
+        "heuristic": ends + [[x(heuristic.cost), heuristic.quality]],
+        "oracle": ends + [[x(oracle_point.cost), oracle_point.quality]],
+    }
+    out: dict[str, Any] = {
+        "q_weak": qw,
+        "q_strong": qs,
+        "apgr_cost_axis": "apgr_cost: the same area with x = (cost - always-weak cost) / "
+        "(always-strong cost - always-weak cost) instead of the share of strong calls",
+    }
     for name, curve in curves.items():
         out[name] = {"apgr": m.apgr(curve, qw, qs)}
+        out[name]["apgr_cost"] = m.apgr(on_cost[name], qw, qs) if cs > cw else float("nan")
         for target in CPT_TARGETS:
             out[name][f"cpt_{round(target * 100)}"] = m.cpt(curve, target, qw, qs)
     return out
