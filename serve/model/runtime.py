@@ -317,6 +317,9 @@ class Router:
             raise BundleError(str(exc)) from None
         if self.cost_model.any_learned and not self._lengths:
             raise BundleError("the cost model learns answer lengths but the graph has no output")
+        if not self.cost_model.any_learned:  # constant lengths: skip the graph's second output
+            self._lengths = None
+            self._outputs = self._outputs[:1]
         if self.policy is not None and self.policy.rule is Rule.UTILITY and not self._correctness:
             raise BundleError("the utility rule needs per-tier correctness heads (schema 2)")
         rule = self.policy.rule if self.policy else Rule.THRESHOLD
