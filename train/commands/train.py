@@ -50,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="default rule: utility = argmax p_correct - lambda x estimated cost (default); "
         "threshold = cheapest tier with p_sufficient >= threshold. Both are calibrated",
     )
+    p.add_argument(
+        "--head",
+        choices=["auto", "logreg", "mlp", "knn", "ensemble"],
+        default="auto",
+        help="head family; auto (default) picks by cross-validated routing quality "
+        "(utility-curve AUC on out-of-fold predictions), logreg unless another adds > 0.002",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -61,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from train.cli import CommandError
     from train.data.types import SourceFormat
     from train.embedders.base import EmbedderChoice
+    from train.fit.families import HeadFamily
     from train.fit.heads import ClassWeight
     from train.fit.pipeline import TrainConfig, train_bundle
     from train.fit.threshold import ThresholdTarget
@@ -81,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         overwrite=args.overwrite,
         decision=Rule(args.decision),
+        head=HeadFamily(args.head),
     )
     result = train_bundle(cfg)
     summarise(result)

@@ -77,22 +77,26 @@ def _rule_figures(s: Sweep, policy: Policy) -> dict[str, Any]:
     return {**summary(s, policy), "curve_auc": curve_area(s)}
 
 
-def fit_decision(
-    rule: Rule,
+@dataclass
+class CostFit:
+    """The cost model and what calibration needs from it on the training rows."""
+
+    lengths: LengthModel
+    cost_model: CostModel
+    estimated_oof: np.ndarray  # [n, K] cost estimates from length models that never saw the row
+    true: np.ndarray  # [n, K] recorded (else list-price) costs, what scoring uses
+
+
+def fit_costs(
     ladder: Ladder,
     token_cap: int,
     x: np.ndarray,
     ds: Dataset,
     counted: np.ndarray,
     full_counts: np.ndarray,
-    oof_raw: np.ndarray,
-    scored: np.ndarray,
-    quality_share: float,
-    threshold: float,
     seed: int = 0,
-) -> DecisionFit:
-    """Cost model on every row with a recorded cost; both rules swept on the out-of-fold
-    predictions of the `scored` rows; the chosen rule's table and default setting."""
+) -> CostFit:
+    """Answer lengths learned on every row with a recorded cost (else the ladder's)."""
     base = CostModel.from_ladder(
         ladder, token_cap, {"chars_per_token": chars_per_token(ds.texts, full_counts)}
     )
@@ -104,10 +108,32 @@ def fit_decision(
         {"learned": lengths.learned, "chars_per_token": base.chars_per_token},
     )
     est_oof = estimated_costs(cm, n_in, lengths.out_of_fold_log_tokens(x, ds.cost, n_in))
-    cost = true_costs(ds, cm, n_in)
+    return CostFit(lengths, cm, est_oof, true_costs(ds, cm, n_in))
+
+
+def utility_curve_area(oof_raw: np.ndarray, costs: CostFit, ds: Dataset, rows: np.ndarray) -> float:
+    """Cross-validated routing quality of a set of heads: the utility rule's curve area."""
+    s = sweep(
+        Rule.UTILITY, oof_raw[rows], costs.estimated_oof[rows], ds.quality[rows], costs.true[rows]
+    )
+    return curve_area(s)
+
+
+def fit_decision(
+    rule: Rule,
+    costs: CostFit,
+    ds: Dataset,
+    oof_raw: np.ndarray,
+    scored: np.ndarray,
+    quality_share: float,
+    threshold: float,
+) -> DecisionFit:
+    """Both rules swept on the out-of-fold predictions of the `scored` rows; the chosen
+    rule's table and default setting."""
+    ladder = ds.ladder
     k = len(ladder)
     p_suff = monotone_p_sufficient(oof_raw[:, : k - 1])
-    q, c, e = ds.quality[scored], cost[scored], est_oof[scored]
+    q, c, e = ds.quality[scored], costs.true[scored], costs.estimated_oof[scored]
     s_util = sweep(Rule.UTILITY, oof_raw[scored], e, q, c)
     s_thr = sweep(Rule.THRESHOLD, p_suff[scored], e, q, c)
     utility = calibrate(s_util, quality_share)
@@ -122,7 +148,7 @@ def fit_decision(
         "cost_estimate_out_of_fold": estimate_error(e, ds.cost[scored], ladder.names),
     }
     policy = utility if rule is Rule.UTILITY else thresh
-    return DecisionFit(rule, lengths, cm, policy, threshold, utility, figures)
+    return DecisionFit(rule, costs.lengths, costs.cost_model, policy, threshold, utility, figures)
 
 
 def held_out_figures(

@@ -16,6 +16,7 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.pipeline import Pipeline
 
+from train.fit.families import MeanHead
 from train.fit.heads import ConstantHead
 
 INPUT = "features"
@@ -113,13 +114,23 @@ class _Builder:
         return merged
 
 
-def _head_column(b: _Builder, t: int, head: Pipeline | ConstantHead) -> str:
+Head = Pipeline | ConstantHead | MeanHead
+
+
+def _head_column(b: _Builder, t: int, head: Head, prefix: str = "") -> str:
+    name = f"{prefix}t{t}_"
     if isinstance(head, ConstantHead):
-        return b.constant(f"t{t}_const", head.p)
-    return b.model(f"t{t}_", head, classifier=True)
+        return b.constant(f"{name}const", head.p)
+    if isinstance(head, MeanHead):
+        cols = [_head_column(b, t, m, f"{name}m{i}_") for i, m in enumerate(head.members)]
+        b.inits.append(helper.make_tensor(f"{name}inv", TensorProto.FLOAT, [], [1.0 / len(cols)]))
+        b.nodes.append(helper.make_node("Sum", cols, [f"{name}sum"]))
+        b.nodes.append(helper.make_node("Mul", [f"{name}sum", f"{name}inv"], [f"{name}mean"]))
+        return f"{name}mean"
+    return b.model(name, head, classifier=True)
 
 
-def heads_to_onnx(heads: list[Pipeline | ConstantHead], n_features: int) -> onnx.ModelProto:
+def heads_to_onnx(heads: list[Head], n_features: int) -> onnx.ModelProto:
     """Schema 1 layout: `features -> p_tier [n, len(heads)]`."""
     b = _Builder(n_features)
     columns = [_head_column(b, t, h) for t, h in enumerate(heads)]
@@ -127,7 +138,7 @@ def heads_to_onnx(heads: list[Pipeline | ConstantHead], n_features: int) -> onnx
 
 
 def correctness_to_onnx(
-    heads: list[Pipeline | ConstantHead], lengths: list[Pipeline | float], n_features: int
+    heads: list[Head], lengths: list[Pipeline | float], n_features: int
 ) -> onnx.ModelProto:
     """Schema 2 layout: `features -> p_correct [n, K], log_out_tokens [n, K]`; a length model
     is a regressor of log1p(answer tokens) or a constant (the ladder's fallback)."""

@@ -31,15 +31,18 @@ from train.data.types import Dataset, SourceFormat, fill_costs, split_holdout
 from train.embedders.base import EmbedderChoice, TrainingEmbedder
 from train.embedders.choice import build_embedder
 from train.evaluation.operating import operating_summary
+from train.fit.choose import HeadChoice, choose_heads
 from train.fit.decision import (
     DecisionFit,
     count_tokens,
+    fit_costs,
     fit_decision,
     held_out_figures,
     input_tokens,
     untruncated_counter,
 )
 from train.fit.export import CORRECT, INPUT, LENGTHS, check_parity, correctness_to_onnx
+from train.fit.families import HeadFamily
 from train.fit.heads import ClassWeight, TierClassifier, head_auc
 from train.fit.threshold import ThresholdTarget, calibrate_threshold
 
@@ -81,6 +84,8 @@ class TrainConfig:
     # How the bundle decides by default: expected utility (per-tier correctness and cost) or
     # the cheapest tier whose p_sufficient reaches a threshold; both are calibrated.
     decision: Rule = Rule.UTILITY
+    # Head family: chosen by cross-validated routing quality among the candidates (AUTO).
+    head: HeadFamily = HeadFamily.AUTO
 
 
 @dataclass
@@ -139,28 +144,31 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
     )
     clf.fit(x_train, train_ds.sufficient, train_ds.weights)
     oof_raw = clf.out_of_fold(x_train, train_ds.sufficient, train_ds.weights, raw=True)
-    oof = monotone_p_sufficient(oof_raw[:, : len(train_ds.ladder) - 1])
     cal = _scored_rows(cfg, train_ds)
-    threshold = calibrate_threshold(oof[cal], train_ds.quality[cal], cost_train[cal], cfg.target)
-    full_counter = untruncated_counter(embedder.token_counter)
-    decision = fit_decision(
-        cfg.decision,
+    costs = fit_costs(
         train_ds.ladder,
         embedder.spec.token_cap,
         x_train,
         train_ds,
         counted,
-        count_tokens(full_counter, train_ds.texts),
-        oof_raw,
-        cal,
-        cfg.target.quality_share,
-        threshold,
+        count_tokens(untruncated_counter(embedder.token_counter), train_ds.texts),
         cfg.seed,
+    )
+    choice = choose_heads(
+        cfg.head, clf, oof_raw, x_train, train_ds, costs, cal, embedder.spec.dim, cfg.seed, log
+    )
+    clf, oof_raw = choice.classifier, choice.oof_raw
+    oof = monotone_p_sufficient(oof_raw[:, : len(train_ds.ladder) - 1])
+    threshold = calibrate_threshold(oof[cal], train_ds.quality[cal], cost_train[cal], cfg.target)
+    decision = fit_decision(
+        cfg.decision, costs, train_ds, oof_raw, cal, cfg.target.quality_share, threshold
     )
     metrics: dict[str, Any] = {
         "validation": _split_metrics(oof[cal], train_ds.subset(cal), cost_train[cal], threshold)
     }
-    metrics["validation"]["method"] = f"{clf.folds}-fold out-of-fold predictions on train rows"
+    metrics["validation"]["method"] = (
+        f"{choice.logreg.folds}-fold out-of-fold predictions on train rows"
+    )
     scored_test = _scored_rows(cfg, test_ds, fallback=False)
     if scored_test.any():
         scored = test_ds.subset(scored_test)
@@ -185,7 +193,7 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
             split["method"] += "; rows with every tier's outcome known"
     clock["fit"] = time.perf_counter()
 
-    result = _write_bundle(cfg, ds, train_ds, test_ds, embedder, clf, x_train, decision, metrics)
+    result = _write_bundle(cfg, ds, train_ds, test_ds, embedder, choice, x_train, decision, metrics)
     clock["export"] = time.perf_counter()
     seconds = {
         k: round(clock[k] - clock[p], 3)
@@ -238,11 +246,12 @@ def _write_bundle(
     train_ds: Dataset,
     test_ds: Dataset,
     embedder: TrainingEmbedder,
-    clf: TierClassifier,
+    choice: HeadChoice,
     x_train: np.ndarray,
     decision: DecisionFit,
     metrics: dict[str, Any],
 ) -> Manifest:
+    clf, logreg = choice.classifier, choice.logreg
     graph = correctness_to_onnx(clf.heads, decision.lengths.models, embedder.spec.n_features)
     x = x_train[:256]
     parity = check_parity(graph, clf.p_tier(x), x, output=CORRECT)
@@ -275,12 +284,14 @@ def _write_bundle(
                 "input": INPUT,
                 "output": CORRECT,
                 "lengths_output": LENGTHS,
-                "algorithm": "per-tier StandardScaler + LogisticRegression, every tier: "
+                "algorithm": f"per-tier heads of family {choice.family.value}, every tier: "
                 "p_correct = P(tier answers well); p_sufficient = running max of the non-top "
                 "tiers' p_correct along the ladder, top tier = 1.0",
+                "family": choice.family.value,
+                "family_choice": choice.figures,
                 "class_weight": cfg.class_weight.value,
-                "C": dict(zip(clf.tier_names, clf.best_c, strict=True)),
-                "cv_roc_auc": dict(zip(clf.tier_names, clf.cv_auc, strict=True)),
+                "logreg_C": dict(zip(logreg.tier_names, logreg.best_c, strict=True)),
+                "logreg_cv_roc_auc": dict(zip(logreg.tier_names, logreg.cv_auc, strict=True)),
                 "seed": cfg.seed,
                 "onnx_parity_max_abs_diff": parity,
                 "lengths_onnx_parity_max_abs_diff": length_parity,
@@ -314,7 +325,7 @@ def _write_bundle(
 
 def _check_served_parity(
     bundle: Path,
-    clf: TierClassifier,
+    clf: Any,
     embedder: TrainingEmbedder,
     decision: DecisionFit,
     texts: list[str],
