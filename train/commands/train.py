@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "logreg", "mlp", "knn", "ensemble"],
         default="auto",
         help="head family; auto (default) picks by cross-validated routing quality "
-        "(utility-curve AUC on out-of-fold predictions), logreg unless another adds > 0.002",
+        "(utility-curve AUC on out-of-fold predictions), logreg unless another adds > 0.005",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")

@@ -3,7 +3,8 @@
 Candidates are scored on the same out-of-fold rows with the same cost estimates: the area
 under the utility rule's cost-quality curve (train.fit.decision.utility_curve_area). Logistic
 regression is always fitted (it is the reference); a candidate replaces it only when it is
-better by more than `MIN_GAIN`, since every other family costs more to train and to serve.
+better by more than `MIN_GAIN` (noise on sets this size), since every other family costs more
+to train and to serve.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from train.fit.families import (
 )
 from train.fit.heads import TierClassifier
 
-MIN_GAIN = 0.002  # normalised-AUC points a family must add over logreg to be chosen
+# Normalised-AUC points a family must add over logreg to be chosen: about 5% of the
+# random-to-oracle gap on RouterBench, above its noise. Measured there: the ensemble led logreg
+# by 0.0023 out of fold, then closed 22.9% of the gap on held-out rows against logreg's 29.8%.
+MIN_GAIN = 0.005
 
 
 @dataclass
