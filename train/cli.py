@@ -18,6 +18,10 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line, exit code 2."""
 
 
+class Refused(CommandError):
+    """A model that fails the serving checks was refused (promote, rollback, serve): exit 1."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rung",
@@ -41,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # user errors from any layer end as one clear line
         if _is_user_error(exc):
             print(f"rung {args.command}: error: {exc}", file=sys.stderr)
-            return 2
+            return _exit_status(exc)
         raise
 
 
@@ -49,6 +53,13 @@ def _is_user_error(exc: Exception) -> bool:
     from serve.model.errors import RungError
 
     return isinstance(exc, CommandError | RungError | FileNotFoundError)
+
+
+def _exit_status(exc: Exception) -> int:
+    """1 for a refused model (the command ran and said no), 2 for every other mistake."""
+    from serve.model.checks import BundleRefused
+
+    return 1 if isinstance(exc, Refused | BundleRefused) else 2
 
 
 if __name__ == "__main__":

@@ -23,11 +23,12 @@ from fastapi.responses import JSONResponse
 from serve.api.decision import Explorer
 from serve.api.lane import RungApp
 from serve.api.metrics import Metrics
+from serve.api.openapi import request_schemas
 from serve.api.replies import secret
 from serve.api.routes import Context, router
-from serve.api.schemas import BatchRequest, ClassifyRequest
 from serve.api.settings import Settings, fastapi_options
 from serve.api.state import ModelHolder
+from serve.model.errors import RungError
 
 log = logging.getLogger("rung.serve")
 
@@ -65,7 +66,11 @@ def _install_sighup(holder: ModelHolder, tasks: set[asyncio.Task[Any]]) -> bool:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx: Context = app.state.ctx
     holder = ctx.holder
-    served = await asyncio.to_thread(holder.load_first)
+    try:
+        served = await asyncio.to_thread(holder.load_first)
+    except RungError as exc:  # reported as one line (RungApp), not Starlette's traceback
+        app.state.startup_error = str(exc)
+        raise
     log.info("serving %s (%s)", served.ref["version"], served.path)
     tasks: set[asyncio.Task[Any]] = set()
     if ctx.settings.poll_seconds > 0:
@@ -81,21 +86,27 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in list(tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        ctx.metrics.close()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the request models the raw-body routes validate by hand."""
-    if app.openapi_schema:
+    """FastAPI's document plus the request schemas the raw-body routes check by hand, with
+    the served ladder's tier names (rebuilt if a reload changes them)."""
+    ctx: Context = app.state.ctx
+    served = ctx.holder.current
+    names = served.names if served is not None else None
+    # Bundles before schema 2 have no quality table and refuse `quality`: say so.
+    knob = served is None or served.router.policy is not None
+    if app.openapi_schema and getattr(app.state, "openapi_names", None) == (names, knob):
         return app.openapi_schema
     doc = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for model in (ClassifyRequest, BatchRequest):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+    s = ctx.settings
+    schemas.update(request_schemas(names, s.max_text_chars, s.max_batch, knob))
     app.openapi_schema = doc
+    app.state.openapi_names = (names, knob)
     return doc
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from serve.api.replies import BodyReader, Reply, declared_length, too_large
 from serve.api.routes import classify_reply
@@ -74,4 +74,19 @@ class RungApp(FastAPI):
                 return
             await _send(send, reply)
             return
+        if scope["type"] == "lifespan":
+            send = self._one_line_startup_failure(send)
         await super().__call__(scope, receive, send)
+
+    def _one_line_startup_failure(self, send: Send) -> Send:
+        """A model that cannot be served fails start-up with its one-line reason; Starlette
+        would hand the server a traceback to print (under plain `uvicorn`; `rung serve`
+        checks before it starts uvicorn)."""
+
+        async def wrapped(message: Message) -> None:
+            error = getattr(self.state, "startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and error:
+                message = {**message, "message": f"rung: {error}"}
+            await send(message)
+
+        return wrapped

@@ -239,6 +239,7 @@ def _ready(holder: ModelHolder, ok: bool = True) -> Response:
         "smoke_p_sufficient": served.smoke if served else None,
         "last_reload": attempt(holder.last_attempt),
         "last_refusal": attempt(holder.last_refusal),
+        "fallback": holder.fallback.to_dict() if holder.fallback else None,
     }
     return json_response(body, 503 if served is None else 200 if ok else 409)
 

@@ -178,6 +178,13 @@ class Attempt(BaseModel):
     error: str | None = None
 
 
+class Fallback(BaseModel):
+    pointer: str = Field(..., description="the pointer, e.g. models/current")
+    names: str = Field(..., description="the bundle it names, refused")
+    error: str = Field(..., description="why that bundle was refused")
+    serving: str = Field(..., description="the bundle served instead")
+
+
 class Ready(BaseModel):
     ready: bool
     model: ModelRef | None = None
@@ -189,6 +196,11 @@ class Ready(BaseModel):
     last_reload: Attempt | None = Field(None, description="the latest reload attempt")
     last_refusal: Attempt | None = Field(
         None, description="the latest refused bundle, kept visible while the old one serves"
+    )
+    fallback: Fallback | None = Field(
+        None,
+        description="set when the pointer named a bundle that failed its checks at start-up "
+        "and the newest good bundle in its history serves instead; null otherwise",
     )
 
 

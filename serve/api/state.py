@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -23,8 +22,10 @@ from typing import Any
 from serve.api.metrics import Metrics
 from serve.api.settings import Settings
 from serve.model.bundle import EmbedderKind
+from serve.model.checks import check_router
 from serve.model.errors import RungError
-from serve.model.runtime import SMOKE_TEXT, Router
+from serve.model.registry import fallback_candidates, pointer_folder
+from serve.model.runtime import Router
 
 log = logging.getLogger("rung.serve")
 
@@ -62,6 +63,20 @@ class Attempt:
     ok: bool
     version: str | None = None
     error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """At start-up the pointer named a bundle that failed its checks; this one serves instead,
+    until the pointer moves to a bundle that passes."""
+
+    pointer: str  # the pointer (models/current)
+    names: str  # the bundle it names, refused
+    error: str  # why it was refused
+    serving: str  # the bundle served instead: the newest good one in the pointer's history
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +120,7 @@ class ModelHolder:
     current: Served | None = None
     last_attempt: Attempt | None = None
     last_refusal: Attempt | None = None
+    fallback: Fallback | None = None
     _refused: Identity | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -113,25 +129,52 @@ class ModelHolder:
         return self.settings.source()
 
     def load_first(self) -> Served:
-        """Load at startup; a failure here is fatal (there is nothing to keep serving)."""
+        """Load at start-up. When the source is a models folder's `current` pointer and its
+        bundle fails, serve the newest good bundle in the pointer's history instead: one bad
+        promotion must not become an outage at the next restart. With nothing servable,
+        raise (there is nothing to keep serving)."""
         attempt = self.reload("startup")
-        if self.current is None:
-            raise RungError(f"cannot serve {self.source}: {attempt.error}")
-        return self.current
+        if self.current is not None:
+            return self.current
+        folder = pointer_folder(self.source)
+        if folder is not None:
+            served = self._fall_back(folder, attempt)
+            if served is not None:
+                return served
+        where = " and no earlier bundle in its history passes either" if folder else ""
+        raise RungError(f"cannot serve {self.source}: {attempt.error}{where}")
+
+    def _fall_back(self, folder: Path, attempt: Attempt) -> Served | None:
+        refused = Path(attempt.target).name
+        for name in fallback_candidates(folder, exclude=refused):
+            ident = identity(folder / name)
+            try:
+                served = self._load(ident)
+            except Exception as exc:  # try the next one; say why this one failed
+                log.error("fallback candidate %s refused too: %s", name, exc)
+                continue
+            with self._lock:
+                self.current = served
+                self.fallback = Fallback(str(self.source), refused, attempt.error or "", name)
+            self.metrics.set_model(served.ref["name"], served.ref["version"])
+            self.metrics.set_fallback(True)
+            log.error(
+                "%s names %s, which fails its checks (%s); serving %s (%s), the newest good "
+                "bundle in the pointer's history, until the pointer moves",
+                self.source,
+                refused,
+                attempt.error,
+                name,
+                served.ref["version"],
+            )
+            return served
+        return None
 
     def _load(self, ident: Identity) -> Served:
         start = time.perf_counter()
         router = Router.load(ident[0])
         cap = apply_token_cap(router, self.settings.token_cap)
-        smoke = router.smoke().tolist()
-        fast, _, cost = router.estimates_one(SMOKE_TEXT)
-        if (
-            not all(math.isfinite(x) for x in fast)
-            or max(abs(a - b) for a, b in zip(fast, smoke, strict=True)) > 1e-4
-        ):
-            raise RungError("the single-text path disagrees with the batch path on the smoke query")
-        if not all(math.isfinite(c) and c >= 0 for c in cost):
-            raise RungError(f"the cost estimate on the smoke query is not usable: {cost}")
+        smoke = check_router(router)
         names = tuple(router.tier_names)
         old = self.current
         if old is not None and names != old.names and not self.settings.allow_ladder_change:
@@ -176,6 +219,9 @@ class ModelHolder:
                 return self._refuse(reason, ident, error)
             self.current = served  # the swap: one reference assignment
             self._refused = None
+            if self.fallback is not None:
+                self.fallback = None
+                self.metrics.set_fallback(False)
             self.metrics.set_model(served.ref["name"], served.ref["version"])
             self.metrics.reload_result("ok")
             attempt = Attempt(_now(), reason, ident[0], True, version=served.ref["version"])

@@ -191,9 +191,18 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             "connections, best of two ..."
         )
         rps: dict[str, list[float]] = {s.name: [] for s in servers}
+        cpu: dict[str, float] = {s.name: 0.0 for s in servers}
         for s in servers + servers[::-1]:
+            before = s.cpu_s()
             rps[s.name].append(throughput(s.port, requests, cfg.load_requests, cfg.concurrency))
+            cpu[s.name] += s.cpu_s() - before
         result["throughput_rps"] = {k: max(v) for k, v in rps.items()}
+        # Requests per second of the server's own CPU time: what one core sustains when the
+        # server has it to itself, independent of what else the machine (or the load client
+        # on the same machine) is doing.
+        result["requests_per_cpu_s"] = {
+            k: 2 * cfg.load_requests / v if v > 0 else float("nan") for k, v in cpu.items()
+        }
         result["rss_mb"] = {s.name: s.rss_mb() for s in servers}
     result["machine_end"] = machine()
     result["settings"] = {k: v for k, v in vars(cfg).items() if k not in ("log", "model")}
@@ -267,6 +276,20 @@ def rows(res: dict[str, Any]) -> list[Row]:
             "req/s",
         ),
         Row("throughput, fast lane off", tput["route"], tput["noop"], "", None, "req/s"),
+    ]
+    per_cpu = res.get("requests_per_cpu_s")
+    if per_cpu:
+        out.append(
+            Row(
+                "requests per server CPU-second (one core)",
+                per_cpu["rung"],
+                per_cpu["noop"],
+                "",
+                None,
+                "req/s",
+            )
+        )
+    out += [
         Row(
             "RSS after load",
             res["rss_mb"]["rung"],

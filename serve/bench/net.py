@@ -104,6 +104,22 @@ class Server:
     def rss_mb(self) -> float:
         return rss_mb(self.proc.pid)
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (user + system), from /proc."""
+        return cpu_s(self.proc.pid)
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds of every thread of `pid`, in nanoseconds' resolution (schedstat's first
+    field; /proc/PID/stat counts 10 ms clock ticks, too coarse for a short run)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended while we looked
+    return total / 1e9
+
 
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

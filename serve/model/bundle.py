@@ -209,9 +209,22 @@ def read_manifest(bundle: str | Path) -> Manifest:
     return Manifest.from_dict(raw)
 
 
+def served_files(manifest: Manifest) -> tuple[str, ...]:
+    """The files a server reads besides the manifest: each must carry a sha256."""
+    classifier = str(manifest.classifier.get("file", CLASSIFIER))
+    return tuple(dict.fromkeys((TOKENIZER, manifest.embedder.file, classifier)))
+
+
 def verify_files(bundle: str | Path, manifest: Manifest) -> None:
-    """Refuse a bundle whose files are missing or differ from what the manifest recorded."""
+    """Refuse a bundle whose files are missing or differ from what the manifest recorded,
+    or that serves a file the manifest gives no sha256 for."""
     root = Path(bundle)
+    unlisted = [rel for rel in served_files(manifest) if rel not in manifest.files]
+    if unlisted:
+        raise BundleError(
+            f"bundle {root}: the manifest has no sha256 for {', '.join(unlisted)}, which "
+            "serving reads"
+        )
     for rel, expected in manifest.files.items():
         path = root / rel
         if not path.is_file():

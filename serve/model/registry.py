@@ -43,13 +43,24 @@ def current_target(models_dir: str | Path) -> Path | None:
     return target
 
 
-def set_current(models_dir: str | Path, name: str, reason: str = "promote") -> Path:
-    """Point `current` at models_dir/name in one atomic step and record the switch."""
+def set_current(
+    models_dir: str | Path, name: str, reason: str = "promote", check: bool = True
+) -> Path:
+    """Point `current` at models_dir/name in one atomic step and record the switch.
+
+    With `check` (the default) the bundle is first loaded by the serving code and must answer
+    the smoke query (`checks.check_bundle`): a bundle a server would refuse is never promoted.
+    `check=False` exists for tests that need a pointer to a broken bundle.
+    """
     root = Path(models_dir)
     target = root / name
     if name in (CURRENT, HISTORY) or not (target / MANIFEST).is_file():
         raise BundleError(f"{target} is not a bundle (no {MANIFEST})")
-    read_manifest(target)  # refuse what a server would refuse
+    read_manifest(target)
+    if check:
+        from serve.model.checks import check_bundle  # loads onnxruntime: only when promoting
+
+        check_bundle(target)
     previous = current_target(root)
     tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
@@ -90,6 +101,32 @@ def promotion_stack(models_dir: str | Path) -> list[str]:
         elif entry.get("to"):
             stack.append(entry["to"])
     return stack
+
+
+def fallback_candidates(models_dir: str | Path, exclude: str | None = None) -> list[str]:
+    """Bundles `current` has named, newest first, without repeats or `exclude`.
+
+    A server whose pointer names a bundle it cannot serve tries these in order at start-up.
+    """
+    root = Path(models_dir)
+    seen: list[str] = []
+    for entry in reversed(history(root)):
+        for name in (entry.get("to"), entry.get("from")):
+            if (
+                isinstance(name, str)
+                and name not in seen
+                and name != exclude
+                and name not in (CURRENT, HISTORY)
+                and (root / name / MANIFEST).is_file()
+            ):
+                seen.append(name)
+    return seen
+
+
+def pointer_folder(source: str | Path) -> Path | None:
+    """The models folder when `source` is its `current` pointer, else None."""
+    path = Path(source)
+    return path.parent if path.name == CURRENT and path.is_symlink() else None
 
 
 def rollback(models_dir: str | Path) -> Path:

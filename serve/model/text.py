@@ -20,7 +20,7 @@ def message_text(content: Any) -> str:
 
 
 def text_from_messages(messages: Sequence[Any], include_history: bool = False) -> str:
-    """The last user turn, or (with history) every turn joined, oldest first.
+    """The last user turn that has text, or (with history) every turn joined, oldest first.
 
     Accepts dicts or objects with `role` / `content` attributes (pydantic models).
     """
@@ -31,6 +31,6 @@ def text_from_messages(messages: Sequence[Any], include_history: bool = False) -
     if include_history:
         return "\n".join(t for m in messages if (t := message_text(field(m, "content"))).strip())
     for m in reversed(messages):
-        if field(m, "role") == "user":
-            return message_text(field(m, "content"))
+        if field(m, "role") == "user" and (text := message_text(field(m, "content"))).strip():
+            return text
     return ""

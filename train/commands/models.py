@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from serve.model.bundle import BundleError
 from train.commands.common import print_table
 
 
@@ -35,24 +37,65 @@ def _models_dir(parser: argparse.ArgumentParser, default: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from serve.model import registry
+    from serve.model.checks import BundleRefused
+    from train.cli import Refused
 
+    if args.action in ("promote", "rollback"):
+        try:
+            previous = registry.current_target(args.models_dir)
+        except BundleError:  # a pointer to a deleted bundle may still be moved
+            previous = None
     if args.action == "promote":
-        previous = registry.current_target(args.models_dir)
-        registry.set_current(args.models_dir, args.name)
+        try:
+            registry.set_current(args.models_dir, args.name)
+        except BundleRefused as exc:
+            raise Refused(_refusal(args, args.name, previous, exc)) from None
         print(
             f"{args.models_dir}/current -> {args.name}"
             + (f" (was {previous.name})" if previous else "")
         )
+        _warn_ladder_change(previous, args.models_dir / args.name)
     elif args.action == "rollback":
-        previous = registry.current_target(args.models_dir)
-        target = registry.rollback(args.models_dir)
+        try:
+            target = registry.rollback(args.models_dir)
+        except BundleRefused as exc:
+            stack = registry.promotion_stack(args.models_dir)
+            name = stack[-2] if len(stack) > 1 else "?"
+            raise Refused(_refusal(args, name, previous, exc)) from None
         print(
             f"{args.models_dir}/current -> {target.name} (rolled back from "
             f"{previous.name if previous else 'nothing'})"
         )
+        _warn_ladder_change(previous, target)
     else:
         list_models(args.models_dir, as_json=args.json)
     return 0
+
+
+def _warn_ladder_change(previous: Path | None, target: Path) -> None:
+    """Running servers refuse a bundle with other tier names (unless RUNG_ALLOW_LADDER_CHANGE):
+    say so now rather than let the move look like it worked."""
+    from serve.model.bundle import read_manifest
+
+    if previous is None:
+        return
+    try:
+        old = read_manifest(previous).ladder.names
+    except BundleError:
+        return
+    new = read_manifest(target).ladder.names
+    if old != new:
+        print(
+            f"warning: the ladder changes from {old} to {new}; running servers keep the old "
+            "bundle until restarted (or RUNG_ALLOW_LADDER_CHANGE=true), and gateways must "
+            "know the new tier names",
+            file=sys.stderr,
+        )
+
+
+def _refusal(args: argparse.Namespace, name: str, previous: Path | None, exc: Exception) -> str:
+    kept = f"{args.models_dir}/current still -> {previous.name}" if previous else "not moved"
+    return f"refused {name}: {exc}; {kept}"
 
 
 def _test_figures(metrics: dict[str, Any]) -> tuple[str, str]:

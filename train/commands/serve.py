@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,9 +58,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 @dataclass(frozen=True)
+class StartupCheck:
+    """What a worker will serve, found by loading it once in the CLI process."""
+
+    version: str
+    path: Path
+    ladder: str
+    threshold: float
+    smoke: str  # p_sufficient of the smoke query, per tier
+    fallback: str | None  # why the pointer's own bundle is not served, if it is not
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     env: dict[str, str | None]  # RUNG_* variables for the workers; None: remove
     uvicorn: dict[str, Any]  # keyword arguments for uvicorn.run
+    served: StartupCheck
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
@@ -65,7 +82,6 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     from pydantic import ValidationError
 
     from serve.api.settings import Settings
-    from serve.model.bundle import read_manifest
     from train.cli import CommandError
 
     if not 0 < args.port < 65536:
@@ -93,7 +109,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
             else (" (train one: rung train --data data/queries --out models/default)")
         )
         raise CommandError(f"no model bundle at {source}{hint}")
-    read_manifest(source.resolve())  # schema and JSON problems as one line, now
+    served = startup_check(settings)
     model = settings.model
     if model is None and settings.models_dir is None:
         model = source.absolute()  # pin the default: a worker's cwd may differ
@@ -112,7 +128,44 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         "access_log": args.access_log,
         "log_level": settings.log_level.lower(),
     }
-    return ServeConfig(env=env, uvicorn=kwargs)
+    return ServeConfig(env=env, uvicorn=kwargs, served=served)
+
+
+def startup_check(settings: Any) -> StartupCheck:
+    """Load what a worker would load at start-up (with its fallback along the pointer's
+    history), so a bundle that cannot be served ends here as one line and exit status 1,
+    not as a traceback from every worker. Quiet: the workers log what they serve."""
+    import logging
+
+    from serve.api.state import ModelHolder
+    from serve.model.errors import RungError
+    from train.cli import Refused
+
+    holder = ModelHolder(settings)
+    logger = logging.getLogger("rung.serve")
+    was, logger.disabled = logger.disabled, True
+    try:
+        served = holder.load_first()
+    except RungError as exc:
+        raise Refused(str(exc)) from None
+    finally:
+        logger.disabled = was
+    p = ", ".join(f"{n} {x:.3f}" for n, x in zip(served.names, served.smoke, strict=True))
+    fb = holder.fallback
+    note = (
+        f"{fb.pointer} names {fb.names}, which fails its checks ({fb.error}); "
+        f"serving {fb.serving}, the newest good bundle in its history"
+        if fb
+        else None
+    )
+    return StartupCheck(
+        version=served.ref["version"],
+        path=served.path,
+        ladder=" < ".join(served.names),
+        threshold=served.threshold,
+        smoke=p,
+        fallback=note,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,20 +179,38 @@ def run(args: argparse.Namespace) -> int:
         return _check(cfg)
     import uvicorn
 
-    uvicorn.run(APP, **cfg.uvicorn)
+    with metrics_dir(cfg.uvicorn["workers"]):
+        uvicorn.run(APP, **cfg.uvicorn)
     return 0
 
 
-def _check(cfg: ServeConfig) -> int:
-    from serve.api.settings import Settings
-    from serve.api.state import ModelHolder
+@contextmanager
+def metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for this run (removed after), so
+    /metrics on any worker counts every worker and never a previous run. One set by the
+    operator is used as it is (wiping it between runs is then theirs to do)."""
+    from serve.api.metrics import MULTIPROC_ENV
 
-    served = ModelHolder(Settings()).load_first()
-    p = ", ".join(f"{n} {x:.3f}" for n, x in zip(served.names, served.smoke, strict=True))
-    print(f"ok: {served.ref['version']} from {served.path}")
+    if workers < 2 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="rung-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _check(cfg: ServeConfig) -> int:
+    served = cfg.served
+    if served.fallback:
+        print(f"fallback: {served.fallback}")
+    print(f"ok: {served.version} from {served.path}")
     print(
-        f"ladder {' < '.join(served.names)}; threshold {served.threshold:.4f}; "
-        f"smoke p_sufficient: {p}"
+        f"ladder {served.ladder}; threshold {served.threshold:.4f}; "
+        f"smoke p_sufficient: {served.smoke}"
     )
     print(
         f"would listen on http://{cfg.uvicorn['host']}:{cfg.uvicorn['port']} with "

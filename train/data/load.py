@@ -14,12 +14,12 @@ from serve.model.bundle import sha256_file
 from serve.model.ladder import Ladder, UnsolvedPolicy
 from train.data.files import detect_format, expand_paths
 from train.data.logs import read_logs
+from train.data.prompts import PROMPT_READERS
 from train.data.readers import (
     read_labelled,
     read_llmrouter,
     read_routellm,
     read_routerbench,
-    unlabelled_rows,
 )
 from train.data.types import (
     DataError,
@@ -113,21 +113,19 @@ def _assemble(
 
 
 def read_texts(
-    paths: list[str | Path], ladder: Ladder, fmt: SourceFormat | None = None
+    paths: list[str | Path], fmt: SourceFormat | None = None
 ) -> tuple[list[TextRow], list[RowProblem]]:
-    """Texts to route, with their ids; labels are optional here (prediction, not training)."""
+    """Texts to route, with their ids, from any layout; outcomes are ignored (prediction needs
+    only prompts, so the file's models need not be the bundle's ladder)."""
     rows: list[TextRow] = []
     problems: list[RowProblem] = []
     for path in expand_paths(paths):
         kind = fmt or detect_format(path)
-        items = (
-            unlabelled_rows(path) if kind is SourceFormat.LABELLED else READERS[kind](path, ladder)
-        )
-        for item in items:
+        for item in PROMPT_READERS[kind](path):
             if isinstance(item, RowProblem):
                 problems.append(item)
             else:
-                rows.append(TextRow(str(path), item.id, item.text))
+                rows.append(TextRow(str(path), *item))
     if not rows:
         raise DataError(
             f"no usable rows in {list(map(str, paths))}"

@@ -46,7 +46,7 @@ def predict_files(
     if not 0 <= sweep <= MAX_SWEEP:
         raise PredictError(f"--sweep must lie in 0..{MAX_SWEEP}, got {sweep}")
     knob = router.knob_settings(sweep) if sweep else []
-    rows, problems = read_texts(data, router.manifest.ladder, SourceFormat(fmt) if fmt else None)
+    rows, problems = read_texts(data, SourceFormat(fmt) if fmt else None)
     for problem in problems:
         print(f"skipped {problem}")
     names = router.tier_names

@@ -127,7 +127,7 @@ def test_serve_check_refuses_a_broken_bundle(tiny_bundles, tmp_path, env, capsys
     bad = tmp_path / "bad"
     shutil.copytree(tiny_bundles["a"], bad)
     (bad / "classifier.onnx").write_bytes(b"junk")
-    assert main(["serve", "--model", str(bad), "--check"]) == 2
+    assert main(["serve", "--model", str(bad), "--check"]) == 1  # refused, not a usage error
     assert "does not match its sha256" in capsys.readouterr().err
 
 
@@ -172,5 +172,6 @@ def test_bench_serve_runs_end_to_end_and_writes_json(models_dir, tmp_path, capsy
     result = json.loads(out.read_text())
     assert result["http"]["rung"]["n"] == 40 and result["http"]["noop"]["n"] == 40
     assert result["throughput_rps"]["rung"] > 0 and result["rss_mb"]["rung"] > 0
+    assert result["requests_per_cpu_s"]["rung"] > 0  # the per-core figure docs/scaling.md uses
     assert result["cold_start_s"]["rung"] > 0
     assert result["in_process"]["150 words"]["n"] == 50

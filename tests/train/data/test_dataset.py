@@ -194,7 +194,7 @@ def test_nothing_usable_is_refused(tmp_path):
 def test_read_texts_needs_no_labels_and_keeps_ids(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text('{"text": "a"}\n{"id": "x7", "text": "b"}\n{"text": ""}\n{"text": "c"}\n')
-    rows, problems = read_texts([path], default_ladder())
+    rows, problems = read_texts([path])
     assert [(r.id, r.text) for r in rows] == [("0", "a"), ("x7", "b"), ("3", "c")]
     assert [p.line for p in problems] == [3]
 

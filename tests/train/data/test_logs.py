@@ -156,7 +156,7 @@ def test_logs_are_detected_and_read_by_the_data_layer(tmp_path):
     assert detect_format(path) is SourceFormat.LOGS
     ds = load_dataset([path], LADDER)  # through the registered reader
     assert ds.ids == ["a", "b"] and ds.labels.tolist() == [1, 2]
-    rows, problems = read_texts([path], LADDER)
+    rows, problems = read_texts([path])
     assert [r.text for r in rows] == ["request a", "request b"] and not problems
 
 
