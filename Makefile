@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 MODELS ?= models
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# container base image: `local` makes one from Debian's packages (no registry needed here);
+# with a registry, BASE=python:3.11-slim (the Containerfile's own default)
+BASE ?= local
 
 .DEFAULT_GOAL := help
 
@@ -43,13 +46,29 @@ lint: $(STAMP) ## ruff lint + format check, mypy on serve/
 bench: model ## serving benchmark: /classify vs a no-op FastAPI endpoint, same run
 	$(RUNG) bench serve --model $(MODELS)/current
 
+bench-gateway: model ## rung's added latency through LiteLLM (Router with vs without rung)
+	$(RUNG) bench gateway --model $(MODELS)/current
+
 bench-train: $(STAMP) ## training benchmark: time, peak memory, routing quality on ../shared/data
 	$(RUNG) bench train
 
 bench-loop: $(STAMP) ## retraining-loop benchmark on ../shared/data (RouterBench slices)
 	$(RUNG) bench loop --salts 0 1 2 --plot docs/retraining_loop.png
 
+image: ## container image rung:VERSION, models from a /models volume (BASE=python:3.11-slim: official base)
+	BASE=$(BASE) bash deploy/image/build.sh server
+
+image-default: model ## container image rung:VERSION-default with models/default baked in (no volume needed)
+	BASE=$(BASE) bash deploy/image/build.sh default
+
+manifests: ## render the Kubernetes manifests (kustomize base; overlays in deploy/k8s/overlays)
+	kubectl kustomize deploy/k8s
+
+test-deploy: $(STAMP) ## container and Kubernetes tests only (tests/deploy: builds the image with buildah)
+	$(PY) -m pytest -q tests/deploy
+
 clean: ## remove caches and built models (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache $(MODELS)/default $(MODELS)/current
 
-.PHONY: help install model run test lint bench bench-train bench-loop clean
+.PHONY: help install model run test lint bench bench-gateway bench-train bench-loop image \
+	image-default manifests test-deploy clean

@@ -13,22 +13,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "target",
         nargs="?",
-        choices=["serve", "train", "loop"],
+        choices=["serve", "train", "loop", "gateway"],
         default="serve",
         help="serve: the HTTP server against a no-op FastAPI floor (default); "
-        "train: the training pipeline; loop: retraining from simulated gateway logs",
+        "train: the training pipeline; loop: retraining from simulated gateway logs; "
+        "gateway: rung's added latency through LiteLLM (needs the [litellm] extra)",
     )
     p.add_argument(
         "--model",
         type=Path,
         default=None,
-        help="[serve] bundle (default: models/current if it exists, else models/default)",
+        help="[serve, gateway] bundle (default: models/current if it exists, else models/default)",
     )
     p.add_argument(
         "--requests",
         type=int,
-        default=3000,
-        help="[serve] timed sequential HTTP requests per server (default 3000)",
+        default=None,
+        help="[serve] timed sequential HTTP requests per server (default 3000); "
+        "[gateway] timed rounds per path (default 300)",
     )
     p.add_argument(
         "--concurrency",
@@ -91,7 +93,38 @@ def run(args: argparse.Namespace) -> int:
         from train.bench import loop
 
         return int(loop.run(args) or 0)
+    if args.target == "gateway":
+        return run_gateway(args)
     return run_serve(args)
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    import sys
+
+    from train.cli import CommandError
+
+    try:
+        from serve.bench.gateway import GatewayBenchConfig, markdown
+        from serve.bench.gateway import run as bench
+    except ImportError as exc:
+        raise CommandError(
+            f'rung bench gateway needs LiteLLM ({exc.name} is missing): pip install -e ".[litellm]"'
+        ) from None
+    from serve.api.settings import Settings
+
+    requests = 300 if args.requests is None else args.requests
+    if requests < 1:
+        raise CommandError("--requests must be >= 1")
+    model = args.model or Settings(model=None, models_dir=None).source()
+    cfg = GatewayBenchConfig(
+        model=model, requests=requests, log=lambda msg: print(msg, file=sys.stderr)
+    )
+    result = bench(cfg)
+    print(markdown(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -102,6 +135,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from serve.bench.harness import run as bench
     from train.cli import CommandError
 
+    if args.requests is None:
+        args.requests = 3000
     for name in ("requests", "concurrency", "load_requests", "in_process"):
         if getattr(args, name) < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be >= 1")

@@ -25,6 +25,11 @@ from train.data.files import json_lines
 from train.data.types import DataError, RawRow, RowProblem
 
 LOG_GROUP = "logs"
+HASH_ONLY = "logged without its text (hash only)"
+HASH_ONLY_HELP = (
+    "training needs the request text; the gateway wrote only its sha256 "
+    "(set RUNG_ESCALATION_LOG_TEXT=true where the gateway runs to keep the text)"
+)
 
 
 class LogError(DataError):
@@ -168,6 +173,8 @@ def _request_line(obj: dict[str, Any], ladder: Ladder, line: int) -> LogRequest:
     rid = _request_id(obj)
     text = _text(obj)
     if text is None:
+        if obj.get("text_sha256"):
+            raise _Bad(f"request {rid!r} {HASH_ONLY}: {HASH_ONLY_HELP}")
         raise _Bad("missing or empty text (or messages)")
     attempts = obj["attempts"]
     if not isinstance(attempts, list) or not attempts:
@@ -179,72 +186,125 @@ def _request_line(obj: dict[str, Any], ladder: Ladder, line: int) -> LogRequest:
 
 @dataclass
 class _Group:
-    """Attempt lines of one request, gathered until the file ends."""
+    """Attempt lines of one request, gathered until the last file ends."""
 
     first_line: int
+    path: Path
     lines: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
 def _attempt_group(rid: str, group: _Group, ladder: Ladder) -> LogRequest:
-    texts, times, attempts, explore = set(), [], [], False
+    texts, times, attempts, explore, hashed = set(), [], [], False, False
+    reported: dict[int, Attempt] = {}  # tier -> the application's latest verdict on it
     for line, obj in group.lines:
         try:
             text = _text(obj)
             if text is not None:
                 texts.add(text)
+            hashed |= bool(obj.get("text_sha256"))
             times.append(parse_ts(obj.get("ts")))
             explore |= _explore(obj)
             _check_routed(obj, ladder)
             order = obj.get("attempt", line)
             if isinstance(order, bool) or not isinstance(order, int | float):
                 raise _Bad(f"attempt must be a number, got {order!r}")
-            attempts.append(_attempt(obj, ladder, float(order)))
+            attempt = _attempt(obj, ladder, float(order))
+            if obj.get("source") == "report":
+                reported[attempt.tier] = attempt
+            else:
+                attempts.append(attempt)
         except _Bad as exc:
             raise _Bad(f"{exc} (line {line}; request {rid!r} dropped)") from None
     if not texts:
+        if hashed:
+            raise _Bad(f"request {rid!r} {HASH_ONLY}: {HASH_ONLY_HELP}")
         raise _Bad(f"request {rid!r}: no attempt line carries text (or messages)")
     if len(texts) > 1:
         raise _Bad(f"request {rid!r}: its attempt lines carry different texts")
+    attempts = _apply_reports(attempts, reported)
     attempts.sort(key=lambda a: a.order)
     return LogRequest(rid, min(times), texts.pop(), attempts, explore, group.first_line)
 
 
+def _apply_reports(attempts: list[Attempt], reported: dict[int, Attempt]) -> list[Attempt]:
+    """A reported outcome (`source: report`: a validator, a user's thumbs-down) is the
+    application's verdict on the answer a tier gave. It replaces what the gateway saw on that
+    tier (the call returned, so the gateway logged success) and keeps that attempt's place and
+    cost; a report on a tier the logs never show tried is added as an attempt."""
+    if not reported:
+        return attempts
+    out: list[Attempt] = []
+    for a in attempts:
+        if a.tier not in reported:
+            out.append(a)
+        elif all(b.tier != a.tier for b in out):
+            out.append(Attempt(a.tier, reported[a.tier].outcome, a.cost_usd, a.order))
+    tried = {a.tier for a in attempts}
+    out.extend(v for t, v in reported.items() if t not in tried)
+    return out
+
+
 def read_requests(path: Path, ladder: Ladder) -> Iterator[LogRequest | RowProblem]:
     """Every request in one log file, or a RowProblem naming the line and what is wrong."""
-    seen: dict[str, int] = {}
+    for _, item in read_request_files([path], ladder):
+        yield item
+
+
+def read_request_files(
+    paths: list[Path], ladder: Ladder
+) -> Iterator[tuple[Path, LogRequest | RowProblem]]:
+    """Every request in these files, with the file it starts in. Attempt lines of one request
+    are grouped across files: a gateway's log rotates by day and size, and an outcome the
+    application reports later lands in whichever file is current then."""
     groups: dict[str, _Group] = {}
-    for item in json_lines(path):
-        if isinstance(item, RowProblem):
-            yield item
-            continue
-        lineno, obj = item
-        try:
-            if not isinstance(obj, dict):
-                raise _Bad("line is not a JSON object")
-            if "attempts" in obj:
-                req = _request_line(obj, ladder, lineno)
-                if req.request_id in seen or req.request_id in groups:
-                    first = seen.get(req.request_id) or groups[req.request_id].first_line
-                    raise _Bad(f"duplicate request_id {req.request_id!r} (first on line {first})")
-                seen[req.request_id] = lineno
-                yield req
-            elif "tier" in obj and "outcome" in obj:
-                rid = _request_id(obj)
-                if rid in seen:
-                    raise _Bad(
-                        f"attempt line for request {rid!r}, which already has a "
-                        f"request line (line {seen[rid]})"
-                    )
-                groups.setdefault(rid, _Group(lineno)).lines.append((lineno, obj))
-            else:
-                raise _Bad("neither a request line (attempts) nor an attempt line (tier + outcome)")
-        except _Bad as exc:
-            yield RowProblem(str(path), lineno, str(exc))
+    for path in paths:
+        seen: dict[str, int] = {}
+        for item in json_lines(path):
+            if isinstance(item, RowProblem):
+                yield path, item
+                continue
+            lineno, obj = item
+            try:
+                _scan_line(obj, lineno, path, ladder, seen, groups)
+                if "attempts" in obj:
+                    yield path, _request_line(obj, ladder, lineno)
+            except _Bad as exc:
+                yield path, RowProblem(str(path), lineno, str(exc))
     for rid, group in groups.items():
         try:
-            yield _attempt_group(rid, group, ladder)
+            yield group.path, _attempt_group(rid, group, ladder)
         except _Bad as exc:
-            yield RowProblem(str(path), group.first_line, str(exc))
+            yield group.path, RowProblem(str(group.path), group.first_line, str(exc))
+
+
+def _scan_line(
+    obj: Any,
+    lineno: int,
+    path: Path,
+    ladder: Ladder,
+    seen: dict[str, int],
+    groups: dict[str, _Group],
+) -> None:
+    """Check one line's kind and ids; attempt lines join their request's group."""
+    if not isinstance(obj, dict):
+        raise _Bad("line is not a JSON object")
+    if "attempts" in obj:
+        rid = _request_id(obj)
+        here = groups.get(rid)
+        if rid in seen or (here is not None and here.path == path):
+            first = seen.get(rid) or groups[rid].first_line
+            raise _Bad(f"duplicate request_id {rid!r} (first on line {first})")
+        seen[rid] = lineno
+    elif "tier" in obj and "outcome" in obj:
+        rid = _request_id(obj)
+        if rid in seen:
+            raise _Bad(
+                f"attempt line for request {rid!r}, which already has a request line "
+                f"(line {seen[rid]})"
+            )
+        groups.setdefault(rid, _Group(lineno, path)).lines.append((lineno, obj))
+    else:
+        raise _Bad("neither a request line (attempts) nor an attempt line (tier + outcome)")
 
 
 def to_row(req: LogRequest, ladder: Ladder) -> RawRow:

@@ -17,7 +17,16 @@ import numpy as np
 from serve.model.bundle import sha256_file
 from serve.model.ladder import Ladder, UnsolvedPolicy
 from train.data.files import expand_paths
-from train.data.logs import Labels, LogError, LogRequest, derive_labels, read_requests, to_row
+from train.data.logs import (
+    HASH_ONLY,
+    HASH_ONLY_HELP,
+    Labels,
+    LogError,
+    LogRequest,
+    derive_labels,
+    read_request_files,
+    to_row,
+)
 from train.data.types import Dataset, InputFile, RawRow, RowProblem, SourceFormat
 
 
@@ -29,6 +38,7 @@ class LogSummary:
     requests: int = 0
     explore: int = 0
     bad_lines: int = 0
+    hash_only: int = 0  # requests logged without their text: refused for training, reported
     duplicates: int = 0
     conflicts: int = 0
     order_violations: int = 0
@@ -56,6 +66,7 @@ class LogSummary:
             "informative_requests": self.informative,
             "explore_requests": self.explore,
             "bad_lines": self.bad_lines,
+            "hash_only_requests": self.hash_only,
             "duplicate_requests": self.duplicates,
             "conflicting_tiers": self.conflicts,
             "order_violations": self.order_violations,
@@ -70,6 +81,8 @@ class LogSummary:
             f"information about a tier below the top; {self.bad_lines} malformed lines, "
             f"{self.duplicates} duplicate requests skipped"
         ]
+        if self.hash_only:
+            out.append(f"  {self.hash_only} requests skipped: {HASH_ONLY}; {HASH_ONLY_HELP}")
         for t, k, o, s, i in zip(
             self.tiers, self.known, self.observed, self.sufficient, self.insufficient, strict=True
         ):
@@ -120,42 +133,53 @@ def load_logs(paths: list[str | Path], ladder: Ladder) -> LogSet:
     problems: list[RowProblem] = []
     inputs: list[InputFile] = []
     seen: set[str] = set()
-    for path in expand_paths(paths):
-        good, bad = len(rows), len(problems)
-        for item in read_requests(path, ladder):
-            if isinstance(item, RowProblem):
-                problems.append(item)
-                continue
-            if item.request_id in seen:
-                summary.duplicates += 1
-                problems.append(
-                    RowProblem(
-                        str(path),
-                        item.line,
-                        f"request_id {item.request_id!r} already read from another file",
-                    )
+    files = expand_paths(paths)
+    good = dict.fromkeys(files, 0)
+    bad = dict.fromkeys(files, 0)
+    for path, item in read_request_files(files, ladder):
+        if isinstance(item, RowProblem):
+            problems.append(item)
+            bad[path] += 1
+            continue
+        if item.request_id in seen:
+            summary.duplicates += 1
+            bad[path] += 1
+            problems.append(
+                RowProblem(
+                    str(path),
+                    item.line,
+                    f"request_id {item.request_id!r} already read from another file",
                 )
-                continue
-            seen.add(item.request_id)
-            labels = derive_labels(item.attempts, len(ladder))
-            if ladder.unsolved is UnsolvedPolicy.DROP and _known_unsolved(labels.quality, ladder):
-                summary.dropped_unsolved += 1
-                continue
-            _count(summary, item, labels, ladder.pass_mark)
-            rows.append(to_row(item, ladder))
-            sources.append(str(path))
-            kept.append(item)
+            )
+            continue
+        seen.add(item.request_id)
+        labels = derive_labels(item.attempts, len(ladder))
+        if ladder.unsolved is UnsolvedPolicy.DROP and _known_unsolved(labels.quality, ladder):
+            summary.dropped_unsolved += 1
+            continue
+        _count(summary, item, labels, ladder.pass_mark)
+        rows.append(to_row(item, ladder))
+        sources.append(str(path))
+        kept.append(item)
+        good[path] += 1
+    for path in files:
         inputs.append(
             InputFile(
                 str(path),
                 sha256_file(path),
                 SourceFormat.LOGS.value,
-                len(rows) - good,
-                len(problems) - bad,
+                good[path],
+                bad[path],
                 str(Path(path).resolve()),
             )
         )
-    summary.bad_lines = len(problems) - summary.duplicates
+    summary.hash_only = sum(HASH_ONLY in p.reason for p in problems)
+    summary.bad_lines = len(problems) - summary.duplicates - summary.hash_only
+    if not rows and summary.hash_only:
+        raise LogError(
+            f"the logs hold {summary.hash_only} requests {HASH_ONLY} and no request with its "
+            f"text: {HASH_ONLY_HELP}. Hash-only lines are never used for training"
+        )
     if not rows:
         detail = "; ".join(map(str, problems[:3]))
         raise LogError(
