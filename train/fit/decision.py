@@ -26,7 +26,11 @@ DEFAULT_CHARS_PER_TOKEN = 4.0
 def untruncated_counter(token_counter: Any) -> Any:
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_str(token_counter.to_str())
+    # The transformer embedder counts through serving's runtime (train.embedders.transformer
+    # .ServingTokenCounter); its tokenizer is the one to copy.
+    runtime = getattr(token_counter, "runtime", None)
+    base = runtime.tokenizer if runtime is not None else token_counter
+    tok = Tokenizer.from_str(base.to_str())
     tok.no_truncation()
     tok.no_padding()
     return tok
