@@ -55,6 +55,9 @@ bench-train: $(STAMP) ## training benchmark: time, peak memory, routing quality 
 bench-loop: $(STAMP) ## retraining-loop benchmark on ../shared/data (RouterBench slices)
 	$(RUNG) bench loop --salts 0 1 2 --plot docs/retraining_loop.png
 
+bench-collect: $(STAMP) ## collect throughput at concurrency 32 against a loopback stub
+	LITELLM_LOCAL_MODEL_COST_MAP=True OPENAI_API_KEY=stub $(RUNG) bench collect
+
 image: ## container image rung:VERSION, models from a /models volume (BASE=python:3.11-slim: official base)
 	BASE=$(BASE) bash deploy/image/build.sh server
 
@@ -70,5 +73,5 @@ test-deploy: $(STAMP) ## container and Kubernetes tests only (tests/deploy: buil
 clean: ## remove caches and built models (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache $(MODELS)/default $(MODELS)/current
 
-.PHONY: help install model run test lint bench bench-gateway bench-train bench-loop image \
-	image-default manifests test-deploy clean
+.PHONY: help install model run test lint bench bench-gateway bench-train bench-loop bench-collect \
+	image image-default manifests test-deploy clean

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -72,3 +73,15 @@ def models_dir(tiny_bundles: dict[str, Path], tmp_path: Path) -> Path:
         shutil.copytree(src, root / name, copy_function=os.link)
     set_current(root, "a")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _close_stray_event_loop():
+    """LiteLLM's sync `completion()` leaves an event loop set on the main thread and never closes
+    it; the next `asyncio.run()` drops it unclosed, a ResourceWarning that warnings-as-errors
+    turns into a failed session. Close what a test left behind."""
+    yield
+    loop = getattr(getattr(asyncio.get_event_loop_policy(), "_local", None), "_loop", None)
+    if loop is not None and not loop.is_running() and not loop.is_closed():
+        loop.close()
+        asyncio.set_event_loop(None)

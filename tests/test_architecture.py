@@ -25,6 +25,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "train.data": {"serve.model"},
     "train.embedders": {"serve.model"},
     "train.evaluation": {"serve.model", "train.data"},
+    "train.collect": {"serve.model", "train.data", "train.evaluation"},
     "train.fit": {"serve.model", "train.data", "train.embedders", "train.evaluation"},
     "train.loop": {"serve.model", "train.data", "train.embedders", "train.evaluation", "train.fit"},
     "train.bench": {
@@ -34,6 +35,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "train.evaluation",
         "train.fit",
         "train.loop",
+        "train.collect",
     },
 }
 ANYTHING = {"train", "train.commands"}  # the console script and its subcommands sit on top

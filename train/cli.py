@@ -11,7 +11,17 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("train", "predict", "serve", "bench", "eval", "retrain", "models", "simulate")
+COMMANDS = (
+    "collect",
+    "train",
+    "predict",
+    "serve",
+    "bench",
+    "eval",
+    "retrain",
+    "models",
+    "simulate",
+)
 
 
 class CommandError(Exception):

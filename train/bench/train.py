@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from train.bench.child import CHILD, timed_train  # noqa: F401  (re-exported)
 
 LADDERS = Path(__file__).resolve().parents[1] / "data" / "ladders"
 # (name, data path under shared/, ladder TOML or None for the built-in default)
@@ -24,39 +24,6 @@ OUTCOME_SETS = (
     ("RouteLLM MMLU (2 tiers)", "routellm/mmlu", "routellm_mmlu.toml"),
     ("LLMRouter (3 tiers)", "llmrouter/train.json", "llmrouter.toml"),
 )
-# The child reports its own peak RSS, so each run's figure is its own, not a running max.
-CHILD = (
-    "import resource, sys\nfrom train.cli import main\nrc = main(sys.argv[1:])\n"
-    "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-    "file=sys.stderr)\nsys.exit(rc)"
-)
-
-
-def timed_train(
-    data: list[str], out: Path, ladder: Path | None = None, env: dict[str, str] | None = None
-) -> dict[str, float]:
-    """Run `rung train` in a child; wall seconds and the child's peak RSS in MiB."""
-    cmd = [
-        sys.executable,
-        "-c",
-        CHILD,
-        "train",
-        "--data",
-        *data,
-        "--out",
-        str(out),
-        "--quiet",
-        "--overwrite",
-    ]
-    if ladder:
-        cmd += ["--ladder", str(ladder)]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"training failed: {proc.stderr.strip()[-2000:]}")
-    peak_kib = int(proc.stderr.rsplit("PEAK_RSS_KIB ", 1)[1].split()[0])
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak_kib / 1024, 1)}
 
 
 def routing_quality(bundle: Path, data: Path, ladder: Path | None) -> dict[str, Any]:
@@ -115,8 +82,15 @@ def run(args: Any) -> int:
             report["default_cold"] = timed_train([data], tmpdir / "cold", env=env)
         timed_train([data], tmpdir / "warmup")  # fills the cache when it is empty
         report["default_warm"] = timed_train([data], tmpdir / "default")
+        sizes = getattr(args, "rows", None) or []
+        if sizes:
+            from train.bench.scale import run_scale
+
+            report["scale"] = run_scale(Path(data), sizes, tmpdir)
         report["quality"] = {}
         for name, rel, ladder_file in OUTCOME_SETS:
+            if getattr(args, "skip_quality", False):
+                break
             path = shared / rel
             ladder = LADDERS / ladder_file if ladder_file else None
             if not path.exists() or (ladder and not ladder.is_file()):
@@ -161,8 +135,12 @@ def print_report(report: dict[str, Any]) -> None:
         if key in report:
             r = report[key]
             print(f"| {label} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} |")
+    if report.get("scale"):
+        from train.bench.scale import print_scale
+
+        print_scale(report["scale"])
     if not report["quality"]:
-        print("\n../shared/data not found: routing quality skipped.")
+        print("\nRouting quality skipped (--skip-quality, or ../shared/data not found).")
         return
     print(
         "\nDefault recipe on ../shared/data (trained on the hash train split, scored on the "

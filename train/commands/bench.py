@@ -1,5 +1,5 @@
-"""`rung bench serve|train|loop`: the serving benchmark (default), the training one, or the
-closed retraining loop on real outcome data."""
+"""`rung bench serve|train|loop|collect`: the serving benchmark (default), the training one,
+the closed retraining loop on real outcome data, or `rung collect`'s throughput."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "target",
         nargs="?",
-        choices=["serve", "train", "loop", "gateway"],
+        choices=["serve", "train", "loop", "gateway", "collect"],
         default="serve",
         help="serve: the HTTP server against a no-op FastAPI floor (default); "
         "train: the training pipeline; loop: retraining from simulated gateway logs; "
-        "gateway: rung's added latency through LiteLLM (needs the [litellm] extra)",
+        "gateway: rung's added latency through LiteLLM (needs the [litellm] extra); "
+        "collect: rung collect against a loopback stub, next to bare LiteLLM calls",
     )
     p.add_argument(
         "--model",
@@ -35,9 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--concurrency",
         type=int,
-        default=8,
-        help="[serve] connections in the throughput phase (default 8)",
+        default=None,
+        help="[serve] connections in the throughput phase (default 8); "
+        "[collect] calls in flight (default 32)",
     )
+    p.add_argument(
+        "--calls", type=int, default=2000, help="[collect] model calls per round (default 2000)"
+    )
+    p.add_argument("--rounds", type=int, default=2, help="[collect] rounds, best kept (default 2)")
     p.add_argument(
         "--load-requests",
         type=int,
@@ -64,6 +70,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="[train] also time a first run with an empty embedding cache",
     )
+    p.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=None,
+        help="[train] also train and predict at these sizes, on rows made by perturbing --data "
+        "(e.g. 50000 1000000)",
+    )
+    p.add_argument(
+        "--skip-quality", action="store_true", help="[train] skip routing quality on --shared"
+    )
     p.add_argument("--out", type=Path, default=Path("reports/loop"), help="[loop] output folder")
     p.add_argument(
         "--explore",
@@ -87,12 +104,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.target == "train":
         from train.bench import train as bench_train
+        from train.cli import CommandError
+
+        if any(n < 100 for n in args.rows or []):
+            raise CommandError("--rows sizes must be at least 100")
 
         return int(bench_train.run(args) or 0)
     if args.target == "loop":
         from train.bench import loop
 
         return int(loop.run(args) or 0)
+    if args.target == "collect":
+        from train.bench import collect
+        from train.cli import CommandError
+
+        if args.calls < 2 or (args.concurrency or 32) < 2 or args.rounds < 1:
+            raise CommandError("--calls and --concurrency must be >= 2, --rounds >= 1")
+
+        return int(collect.run(args) or 0)
     if args.target == "gateway":
         return run_gateway(args)
     return run_serve(args)
@@ -135,6 +164,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from serve.bench.harness import run as bench
     from train.cli import CommandError
 
+    if args.concurrency is None:
+        args.concurrency = 8
     if args.requests is None:
         args.requests = 3000
     for name in ("requests", "concurrency", "load_requests", "in_process"):

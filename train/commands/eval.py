@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(bundles with a calibration table, schema 2)",
     )
     p.add_argument(
+        "--requests-per-day",
+        type=int,
+        default=10_000,
+        help="traffic for the monthly cost projection of the operating point (default 10000)",
+    )
+    p.add_argument(
         "--report",
         type=Path,
         default=None,
@@ -69,8 +75,11 @@ def run(args: argparse.Namespace) -> int:
     from serve.model.ladder import Ladder
     from train.cli import CommandError
     from train.evaluation.evaluate import compare, evaluate
+    from train.evaluation.projection import monthly_projection, projection_line
     from train.evaluation.report import compare_rows, headline_rows, summary_rows, write_report
 
+    if args.requests_per_day < 1:
+        raise CommandError("--requests-per-day must be >= 1")
     ladder = Ladder.from_toml(args.ladder) if args.ladder else None
     if args.compare:
         if args.threshold is not None or args.quality is not None:
@@ -83,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         _table(compare_rows(doc["models"]))
         for rep in doc["reports"]:
             print(f"\n{rep['model']['label']}: {rep['verdict']['summary']}")
+            rep["projection"] = monthly_projection(rep["default"], args.requests_per_day)
+            print(f"  monthly: {projection_line(rep['projection'])}")
         for g in doc["gate"]:
             print(
                 f"\npromotion gate, {g['candidate']} vs {g['base']}: {g['verdict']} ({g['reason']})"
@@ -105,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         print()
         for line in [*doc["verdict"]["details"], doc["verdict"]["summary"]]:
             print(line)
+        doc["projection"] = monthly_projection(doc["default"], args.requests_per_day)
+        print(f"\nmonthly: {projection_line(doc['projection'])}")
     if args.report:
         for path in write_report(doc, args.report):
             print(f"wrote {path}")

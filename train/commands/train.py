@@ -57,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="head family; auto (default) picks by cross-validated routing quality "
         "(utility-curve AUC on out-of-fold predictions), logreg unless another adds > 0.005",
     )
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help="train on a stratified sample (per tier) of at most this many rows (default: all)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -75,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.quality_share <= 1.0:
         raise CommandError("--quality-share must lie in (0, 1]")
+    if args.max_rows is not None and args.max_rows < 10:
+        raise CommandError("--max-rows must be at least 10 (or leave it out to use every row)")
     cfg = TrainConfig(
         data=args.data,
         out=args.out,
@@ -90,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         decision=Rule(args.decision),
         head=HeadFamily(args.head),
+        max_rows=args.max_rows,
     )
     result = train_bundle(cfg)
     summarise(result)

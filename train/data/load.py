@@ -112,23 +112,32 @@ def _assemble(
     return ds
 
 
-def read_texts(
+def iter_texts(
     paths: list[str | Path], fmt: SourceFormat | None = None
-) -> tuple[list[TextRow], list[RowProblem]]:
-    """Texts to route, with their ids, from any layout; outcomes are ignored (prediction needs
-    only prompts, so the file's models need not be the bundle's ladder)."""
-    rows: list[TextRow] = []
-    problems: list[RowProblem] = []
+) -> Iterator[TextRow | RowProblem]:
+    """Texts to route, with their ids, from any layout, one row at a time: memory stays flat
+    in the number of rows (except LLMRouter's single JSON list, which is one document).
+    Outcomes are ignored: the file's models need not be the bundle's ladder."""
     for path in expand_paths(paths):
         kind = fmt or detect_format(path)
         for item in PROMPT_READERS[kind](path):
-            if isinstance(item, RowProblem):
-                problems.append(item)
-            else:
-                rows.append(TextRow(str(path), *item))
+            yield item if isinstance(item, RowProblem) else TextRow(str(path), *item)
+
+
+def read_texts(
+    paths: list[str | Path], fmt: SourceFormat | None = None
+) -> tuple[list[TextRow], list[RowProblem]]:
+    """All of :func:`iter_texts` in lists; refuses when no row is usable."""
+    rows: list[TextRow] = []
+    problems: list[RowProblem] = []
+    for item in iter_texts(paths, fmt):
+        (problems if isinstance(item, RowProblem) else rows).append(item)  # type: ignore[arg-type]
     if not rows:
-        raise DataError(
-            f"no usable rows in {list(map(str, paths))}"
-            + (f"; e.g. {problems[0]}" if problems else "")
-        )
+        raise DataError(no_rows_message(paths, problems))
     return rows, problems
+
+
+def no_rows_message(paths: list[str | Path], problems: list[RowProblem]) -> str:
+    return f"no usable rows in {list(map(str, paths))}" + (
+        f"; e.g. {problems[0]}" if problems else ""
+    )

@@ -134,7 +134,8 @@ class TextRow:
 
 def fill_costs(ds: Dataset, token_counts: np.ndarray) -> np.ndarray:
     """Measured cost where the data has it, else the ladder's prices times tokens."""
-    est = np.array([[t.estimate_cost(n) for t in ds.ladder.tiers] for n in token_counts])
+    counts = np.asarray(token_counts, dtype=float)
+    est = np.column_stack([t.estimate_cost(counts) for t in ds.ladder.tiers]).reshape(ds.cost.shape)
     cost = ds.cost.copy()
     missing = np.isnan(cost)
     cost[missing] = est[missing]

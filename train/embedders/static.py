@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from serve.model.bundle import STATIC_EMBEDDINGS, TOKENIZER, EmbedderKind, EmbedderSpec
+from serve.model.runtime import StaticEmbedder
 from train.embedders.base import (
     TrainingEmbedder,
     _counter,
@@ -92,15 +93,20 @@ def static_embedder(
     dim: int = DEFAULT_STATIC_DIM,
     token_cap: int = DEFAULT_STATIC_TOKEN_CAP,
     progress: bool = True,
+    with_model: bool = False,
 ) -> TrainingEmbedder:
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
-
+    """The distilled table, encoded by the serving code itself. `with_model` also builds the
+    sentence-transformers twin (imports torch, ~0.4 GB), which only the cross-check needs."""
     folder = distill_static(model_path, dim=dim, progress=progress)
     counter = _counter(folder / TOKENIZER, token_cap)
     table = np.load(folder / STATIC_EMBEDDINGS, allow_pickle=False)
-    module = StaticEmbedding(counter, embedding_weights=table)
-    model = SentenceTransformer(modules=[module, Normalize()], device="cpu")
+    model = None
+    if with_model:
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
+
+        module = StaticEmbedding(counter, embedding_weights=table)
+        model = SentenceTransformer(modules=[module, Normalize()], device="cpu")
     source = json.loads((folder / "source.json").read_text())["model"]
     spec = EmbedderSpec(
         kind=EmbedderKind.STATIC,
@@ -112,4 +118,7 @@ def static_embedder(
         notes=f"recipe v{STATIC_RECIPE_VERSION}: mean-pooled [CLS] t [SEP] per vocabulary token",
     )
     files = {STATIC_EMBEDDINGS: folder / STATIC_EMBEDDINGS, TOKENIZER: folder / TOKENIZER}
-    return TrainingEmbedder(spec=spec, model=model, files=files, token_counter=counter)
+    serving = StaticEmbedder(table, counter, normalize=spec.normalize)
+    return TrainingEmbedder(
+        spec=spec, model=model, files=files, token_counter=counter, serving=serving
+    )

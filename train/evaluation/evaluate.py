@@ -35,7 +35,7 @@ from train.evaluation.scoring import QUALITY_TARGETS, EvalInputs, RuleCurve, sco
 
 SCHEMA = "rung-eval/1"
 COMPARE_SCHEMA = "rung-eval-compare/1"
-BATCH = 512
+BATCH = 4096  # rows per batch: bounded memory for tokens and features
 GROUP_FIELD = {
     "labelled": "family",
     "routerbench": "eval_name",
@@ -215,8 +215,11 @@ def token_counts(router: Router, texts: list[str]) -> np.ndarray:
     counter = Tokenizer.from_str(tok.to_str())
     counter.no_truncation()
     counter.no_padding()
-    encs = counter.encode_batch(texts, add_special_tokens=False)
-    return np.array([len(e.ids) for e in encs], dtype=np.int64)
+    counts = np.empty(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), BATCH):  # Encodings are heavy: never all rows at once
+        encs = counter.encode_batch(texts[start : start + BATCH], add_special_tokens=False)
+        counts[start : start + len(encs)] = [len(e.ids) for e in encs]
+    return counts
 
 
 def row_costs(ds: Dataset, router: Router) -> tuple[np.ndarray, dict[str, Any]]:

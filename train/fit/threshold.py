@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from train.evaluation.metrics import decide, operating_point
+from train.evaluation.metrics import operating_point, threshold_sweep
 from train.evaluation.operating import candidate_thresholds
 
 DEFAULT_QUALITY_SHARE = 0.95
@@ -35,11 +35,12 @@ def calibrate_threshold(
     n_tiers = p_sufficient.shape[1]
     top_quality = operating_point(np.full(len(p_sufficient), n_tiers - 1), quality, cost).quality
     goal = target.quality_share * top_quality
-    best: tuple[float, float] | None = None  # (cost, -threshold)
-    for tau in candidate_thresholds(p_sufficient):
-        point = operating_point(decide(p_sufficient, tau), quality, cost)
-        if point.quality + 1e-12 >= goal:
-            key = (point.cost, -float(tau))
-            if best is None or key < best:
-                best = key
-    return 1.0 if best is None else -best[1]
+    taus = candidate_thresholds(p_sufficient)
+    points = threshold_sweep(p_sufficient, quality, cost, taus)
+    cost_at = np.array([pt.cost for pt in points])
+    meets = np.array([pt.quality + 1e-12 >= goal for pt in points])
+    if not meets.any():
+        return 1.0
+    cheapest = cost_at[meets].min()
+    # ties go to the higher threshold: it buys the same cost with more headroom
+    return float(taus[meets & (cost_at == cheapest)].max())

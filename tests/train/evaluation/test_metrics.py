@@ -337,3 +337,25 @@ def test_threshold_sweep() -> None:
     assert upper_envelope(pts) == [pts[0], pts[1]]
     with pytest.raises(ValueError, match="does not match"):
         threshold_sweep(P, q[:, :2], c[:, :2], [0.5])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_threshold_sweep_one_pass_matches_decide_per_threshold(seed: int) -> None:
+    """The sorted-moves sweep (used when there are many thresholds) must give exactly what
+    deciding at each threshold gives: ties at a threshold pass, unknown quality is skipped."""
+    rng = np.random.default_rng(seed)
+    n, tiers = int(rng.integers(1, 200)), int(rng.integers(2, 5))
+    raw = np.round(rng.random((n, tiers - 1)), int(rng.integers(1, 3)))  # many ties
+    p = np.concatenate([np.maximum.accumulate(raw, axis=1), np.ones((n, 1))], axis=1)
+    q = rng.random((n, tiers))
+    q[rng.random((n, tiers)) < 0.25] = NAN
+    c = rng.random((n, tiers))
+    taus = np.unique(np.concatenate([p[:, :-1].ravel(), np.linspace(0, 1, 21)]))
+    fast = threshold_sweep(p, q, c, taus)
+    for tau, got in zip(taus, fast, strict=True):
+        want = operating_point(decide(p, float(tau)), q, c)
+        assert got.cost == pytest.approx(want.cost, rel=1e-9, abs=1e-12)
+        if math.isnan(want.quality):
+            assert math.isnan(got.quality)
+        else:
+            assert got.quality == pytest.approx(want.quality, rel=1e-9)

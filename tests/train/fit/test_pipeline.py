@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from serve.model.bundle import CLASSIFIER, MANIFEST, BundleError, read_manifest
-from serve.model.runtime import Router, decide
+from serve.model.runtime import Router, decide, extra_features
 from tests.support.paths import SHARED
 from train.cli import main
 from train.data.types import DataError
@@ -112,7 +112,12 @@ def test_served_bundle_matches_the_training_pipeline(tiny_bundle):
         "Prove the Riemann hypothesis for function fields.",
         "Summarise this: " + "the meeting moved to Friday. " * 80,
     ]
-    features = static_embedder(progress=False).encode(texts, progress=False)
+    # features from sentence-transformers' StaticEmbedding, not the serving code training uses
+    emb = static_embedder(progress=False, with_model=True)
+    vec = emb.model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+    extra = extra_features(emb.spec.extra_features, emb.token_counts(texts))
+    features = np.concatenate([vec.astype(np.float32), extra], axis=1)
+    np.testing.assert_allclose(features, emb.encode(texts, progress=False), atol=1e-5)
     expected_raw = np.column_stack([h.predict_proba(features)[:, 1] for h in heads])
     assert expected_raw.shape == (3, 3)  # schema 2: a head for every tier, the top included
     expected = np.maximum.accumulate(np.column_stack([expected_raw[:, :2], np.ones(3)]), axis=1)
