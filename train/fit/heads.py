@@ -12,10 +12,12 @@ with a running max (`serve.model.runtime.monotone_p_sufficient`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -218,7 +220,12 @@ class TierClassifier:
                     oof[val_idx, t] = ConstantHead(y).p
                     continue
                 head = make_head(self.best_c[t], self.seed, self.class_weight)
-                head.fit(x[rows], y, logreg__sample_weight=w)
+                with warnings.catch_warnings():
+                    # A fold of a tiny set can end lbfgs's line search "ABNORMAL" at its optimum
+                    # (seen on the top tier's head, 36 rows): the fold's fit is still usable
+                    # for out-of-fold predictions; the final heads keep the warning.
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    head.fit(x[rows], y, logreg__sample_weight=w)
                 oof[val_idx, t] = head.predict_proba(x[val_idx])[:, 1]
         return oof if raw else monotone_p_sufficient(oof[:, :k])
 
