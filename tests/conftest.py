@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,31 @@ def tiny_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ),
     )
     return {"a": root / "a", "b": root / "b"}
+
+
+@pytest.fixture(scope="session")
+def legacy_bundle(tiny_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bundle `a` rewritten in the schema-1 layout: a threshold bundle as built before."""
+    from tests.support.legacy import make_legacy_bundle
+
+    return make_legacy_bundle(tiny_bundles["a"], tmp_path_factory.mktemp("legacy") / "old")
+
+
+@pytest.fixture(scope="session")
+def routerbench_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The default recipe trained on RouterBench with the hash split held out (once per
+    session; skipped when ../shared/data is absent): (bundle folder, TrainResult)."""
+    from serve.model.ladder import default_ladder
+    from tests.support.paths import SHARED
+    from train.fit.pipeline import TrainConfig, train_bundle
+
+    if not (SHARED / "routerbench").is_dir():
+        pytest.skip("../shared/data absent")
+    out = tmp_path_factory.mktemp("routerbench") / "rb"
+    cfg = TrainConfig(
+        data=[str(SHARED / "routerbench")], out=out, ladder=default_ladder(), progress=False
+    )
+    return out, train_bundle(cfg, log=lambda *_: None)
 
 
 @pytest.fixture

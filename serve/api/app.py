@@ -95,16 +95,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     ctx: Context = app.state.ctx
     served = ctx.holder.current
     names = served.names if served is not None else None
-    if app.openapi_schema and getattr(app.state, "openapi_names", None) == names:
+    # Bundles before schema 2 have no quality table and refuse `quality`: say so.
+    knob = served is None or served.router.policy is not None
+    if app.openapi_schema and getattr(app.state, "openapi_names", None) == (names, knob):
         return app.openapi_schema
     doc = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     s = ctx.settings
-    schemas.update(request_schemas(names, s.max_text_chars, s.max_batch))
+    schemas.update(request_schemas(names, s.max_text_chars, s.max_batch, knob))
     app.openapi_schema = doc
-    app.state.openapi_names = names
+    app.state.openapi_names = (names, knob)
     return doc
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from serve.api.schemas import ClassifyRequest
 from serve.api.state import Served
-from serve.model.runtime import decide
+from serve.model.policy import PolicyError, Rule
+from serve.model.runtime import Setting
 from serve.model.text import text_from_messages
 
 Loc = tuple[str | int, ...]
@@ -34,7 +35,7 @@ class InputError(Exception):
 @dataclass(frozen=True)
 class Query:
     text: str
-    threshold: float
+    setting: Setting  # the bundle's default, or what the request's quality / threshold mean
     min_tier: int
     max_tier: int
 
@@ -97,58 +98,98 @@ def to_query(
     hi = _tier(req.max_tier, served, (*loc, "max_tier"), len(served.names) - 1)
     if lo > hi:
         raise InputError(422, (*loc, "max_tier"), "max_tier is below min_tier")
-    threshold = served.threshold if req.threshold is None else req.threshold
-    return Query(text, threshold, lo, hi)
+    if req.quality is None and req.threshold is None:
+        return Query(text, served.router.default_setting, lo, hi)
+    try:
+        setting = served.router.setting(req.quality, req.threshold)
+    except PolicyError as exc:
+        raise InputError(
+            422, (*loc, "quality" if req.quality is not None else "threshold"), str(exc)
+        ) from None
+    return Query(text, setting, lo, hi)
 
 
-def decide_one(p: list[float], threshold: float, lo: int, hi: int) -> int:
-    """Cheapest tier with p >= threshold (the top always qualifies), clamped to [lo, hi]."""
-    tier = len(p) - 1
-    for i, value in enumerate(p):
-        if value >= threshold:
-            tier = i
-            break
-    return lo if tier < lo else hi if tier > hi else tier
+def decide_text(
+    served: Served, q: Query, explorer: Explorer
+) -> tuple[int, list[float], list[float] | None, list[float], bool]:
+    """The tier to use, p_sufficient, p_correct, per-tier cost, and whether exploration moved
+    the tier."""
+    tier, p, p_correct, cost = served.router.decide_one(q.text, q.setting, q.min_tier, q.max_tier)
+    tier, explored = explorer.step(tier, q.min_tier)
+    return tier, p, p_correct, cost, explored
 
 
-def decide_text(served: Served, q: Query, explorer: Explorer) -> tuple[list[float], int, bool]:
-    """p_sufficient, the tier to use, and whether exploration moved it."""
-    p = served.router.p_sufficient_one(q.text)
-    tier, explored = explorer.step(decide_one(p, q.threshold, q.min_tier, q.max_tier), q.min_tier)
-    return p, tier, explored
+def _setting_fields(s: Setting) -> dict[str, Any]:
+    utility = s.rule is Rule.UTILITY
+    return {
+        "rule": s.rule.value,
+        "quality": s.quality,
+        "threshold": None if utility else s.value,
+        "lambda": s.value if utility else None,
+    }
 
 
 def answer(
-    served: Served, p: list[float], tier: int, threshold: float, explored: bool
+    served: Served,
+    tier: int,
+    p: list[float],
+    p_correct: list[float] | None,
+    cost: list[float],
+    setting: Setting,
+    explored: bool,
 ) -> dict[str, Any]:
+    names = served.names
     return {
-        "tier": served.names[tier],
+        "tier": names[tier],
         "tier_index": tier,
-        "p_sufficient": dict(zip(served.names, p, strict=True)),
-        "threshold": threshold,
+        "p_sufficient": dict(zip(names, p, strict=True)),
+        "p_correct": None if p_correct is None else dict(zip(names, p_correct, strict=True)),
+        "cost_usd": cost[tier],
+        **_setting_fields(setting),
         "model": served.ref,
         "explore": explored,
     }
 
 
+def _num(x: float | None) -> str:
+    return "null" if x is None else repr(float(x))
+
+
 def answer_json(
-    served: Served, p: list[float], tier: int, threshold: float, explored: bool
+    served: Served,
+    tier: int,
+    p: list[float],
+    p_correct: list[float] | None,
+    cost: list[float],
+    setting: Setting,
+    explored: bool,
 ) -> bytes:
     """`json.dumps(answer(...))` without the encoder: names are pre-encoded at load time and
     floats use repr, exactly as the json module writes them (never NaN: checked at load)."""
     names = served.names_json
     probs = ",".join([f"{n}:{x!r}" for n, x in zip(names, p, strict=True)])
+    if p_correct is None:
+        correct = "null"
+    else:
+        correct = (
+            "{" + ",".join([f"{n}:{x!r}" for n, x in zip(names, p_correct, strict=True)]) + "}"
+        )
+    utility = setting.rule is Rule.UTILITY
     return (
         f'{{"tier":{names[tier]},"tier_index":{tier},"p_sufficient":{{{probs}}},'
-        f'"threshold":{float(threshold)!r},"model":{served.ref_json},'
+        f'"p_correct":{correct},"cost_usd":{cost[tier]!r},"rule":"{setting.rule.value}",'
+        f'"quality":{_num(setting.quality)},'
+        f'"threshold":{"null" if utility else _num(setting.value)},'
+        f'"lambda":{_num(setting.value) if utility else "null"},"model":{served.ref_json},'
         f'"explore":{"true" if explored else "false"}}}'
     ).encode()
 
 
 def classify_one_json(served: Served, q: Query, explorer: Explorer) -> tuple[bytes, int, bool]:
     """The /classify hot path: response bytes, the tier, and whether it was explored."""
-    p, tier, explored = decide_text(served, q, explorer)
-    return answer_json(served, p, tier, q.threshold, explored), tier, explored
+    tier, p, p_correct, cost, explored = decide_text(served, q, explorer)
+    body = answer_json(served, tier, p, p_correct, cost, q.setting, explored)
+    return body, tier, explored
 
 
 def classify_many(
@@ -156,14 +197,30 @@ def classify_many(
     queries: list[Query],
     explorer: Explorer,
 ) -> list[dict[str, Any]]:
-    """One vectorised pass over the batch, then per-item thresholds, clamps and exploration."""
-    p = served.router.p_sufficient([q.text for q in queries])
-    thresholds = np.array([[q.threshold] for q in queries])
+    """One vectorised pass over the batch, then per-item settings, clamps and exploration."""
+    router = served.router
+    est = router.estimates([q.text for q in queries])
     lo = np.array([q.min_tier for q in queries])
     hi = np.array([q.max_tier for q in queries])
-    tiers = decide(p, thresholds, lo, hi)  # type: ignore[arg-type]  # numpy broadcasts
+    tiers = np.zeros(len(queries), dtype=np.int64)
+    # Group by setting: one vectorised decision per distinct (rule, value) in the batch.
+    groups: dict[Setting, list[int]] = {}
+    for i, q in enumerate(queries):
+        groups.setdefault(q.setting, []).append(i)
+    for setting, rows in groups.items():
+        idx = np.array(rows)
+        sub = type(est)(
+            None if est.p_correct is None else est.p_correct[idx],
+            est.p_sufficient[idx],
+            est.cost[idx],
+        )
+        tiers[idx] = router.decide(sub, setting, lo[idx], hi[idx])
+    p_correct = None if est.p_correct is None else est.p_correct.tolist()
     out = []
-    for q, row, tier in zip(queries, p.tolist(), tiers.tolist(), strict=True):
+    for i, (q, row, tier) in enumerate(
+        zip(queries, est.p_sufficient.tolist(), tiers.tolist(), strict=True)
+    ):
         tier, explored = explorer.step(tier, q.min_tier)
-        out.append(answer(served, row, tier, q.threshold, explored))
+        corr = None if p_correct is None else p_correct[i]
+        out.append(answer(served, tier, row, corr, est.cost[i].tolist(), q.setting, explored))
     return out

@@ -9,7 +9,9 @@ checks (tests/serve/api/test_schemathesis.py holds the two together):
 - `oneOf` on `text` / `messages`: exactly one of them, as a non-null value;
 - `text` non-blank and at most `max_text_chars` long; `messages` with a user turn that has text;
 - `min_tier` / `max_tier` from the served ladder (names or indices), and `min_tier <= max_tier`;
-- at most `max_batch` batch items.
+- at most `max_batch` batch items;
+- `quality` and `threshold` not both (and `quality` only null when the served bundle has no
+  calibration table, schema 1).
 
 "Non-blank" is spelled as a class of Python's whitespace characters, so the schema and
 `str.strip()` agree whichever regex engine a client uses.
@@ -82,8 +84,17 @@ def _tier_order(names: Sequence[str]) -> dict[str, Any]:
     return {"anyOf": branches}
 
 
+# `quality` and `threshold` exclude each other (a 422 naming `quality`).
+ONE_SETTING = {
+    "not": {
+        "required": ["quality", "threshold"],
+        "properties": {"quality": {"type": "number"}, "threshold": {"type": "number"}},
+    }
+}
+
+
 def classify_request_schema(
-    names: Sequence[str] | None, max_chars: int
+    names: Sequence[str] | None, max_chars: int, knob: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(ClassifyRequest, its $defs) as the server checks them."""
     schema = copy.deepcopy(ClassifyRequest.model_json_schema(ref_template=REF))
@@ -99,8 +110,9 @@ def classify_request_schema(
         {"required": ["text"], "properties": {"text": {"type": "string"}}},
         {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
     ]
-    if names:
-        schema["allOf"] = [_tier_order(names)]
+    schema["allOf"] = [ONE_SETTING, *([_tier_order(names)] if names else [])]
+    if not knob:
+        props["quality"] = {**props["quality"], "anyOf": [NULL]}
     schema["description"] += (
         " Give exactly one of `text` and `messages`; with `messages`, the last user turn that "
         "has text is classified."
@@ -109,10 +121,10 @@ def classify_request_schema(
 
 
 def request_schemas(
-    names: Sequence[str] | None, max_chars: int, max_batch: int
+    names: Sequence[str] | None, max_chars: int, max_batch: int, knob: bool = True
 ) -> dict[str, dict[str, Any]]:
     """Component schemas for the two request bodies, keyed by model name."""
-    item, defs = classify_request_schema(names, max_chars)
+    item, defs = classify_request_schema(names, max_chars, knob)
     batch = copy.deepcopy(BatchRequest.model_json_schema(ref_template=REF))
     batch.pop("$defs", None)
     batch["properties"]["items"]["maxItems"] = max_batch

@@ -38,7 +38,8 @@ class ClassifyRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {"text": SHORT},
-                {"messages": CHAT, "threshold": 0.8},
+                {"messages": CHAT, "quality": 0.9},
+                {"text": SHORT, "threshold": 0.8},
                 {"text": SHORT, "min_tier": "medium"},
             ]
         },
@@ -48,12 +49,23 @@ class ClassifyRequest(BaseModel):
     messages: list[Message] | None = Field(
         None, description="OpenAI chat messages; give this or `text`, not both"
     )
+    quality: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="the share of the top tier's quality to keep: the bundle's calibration "
+        "table maps it to the cheapest setting of its rule that kept this share on held-out "
+        "data (default: the bundle's own, usually 0.95); lower saves more. Bundles built "
+        "before schema 2 have no table and refuse it (use threshold)",
+        examples=[0.9],
+    )
     threshold: float | None = Field(
         None,
         ge=0.0,
         le=1.0,
-        description="per-request threshold on p_sufficient (default: "
-        "the bundle's calibrated one); lower saves more, higher protects quality",
+        description="decide by the threshold rule instead: the cheapest tier whose "
+        "p_sufficient reaches this value; lower saves more, higher protects quality. "
+        "Give quality or threshold, not both",
         examples=[0.7],
     )
     min_tier: str | int | None = Field(
@@ -96,7 +108,39 @@ class ClassifyResponse(BaseModel):
         "non-decreasing along the ladder, 1.0 for the top tier",
         examples=[{"small": 0.91, "medium": 0.97, "large": 1.0}],
     )
-    threshold: float = Field(..., description="the threshold applied", examples=[0.68])
+    p_correct: dict[str, float] | None = Field(
+        ...,
+        description="per tier: estimated probability that this tier answers the request well "
+        "(any order; the utility rule's input); null for bundles built before schema 2",
+        examples=[{"small": 0.52, "medium": 0.71, "large": 0.86}],
+    )
+    cost_usd: float = Field(
+        ...,
+        description="estimated USD cost of this request on the chosen tier: input tokens x "
+        "input price + predicted (or the ladder's) answer tokens x output price",
+        examples=[0.00004],
+    )
+    rule: str = Field(
+        ...,
+        description="the decision rule used: `utility` (argmax p_correct - lambda x cost) or "
+        "`threshold` (cheapest tier with p_sufficient >= threshold)",
+        examples=["utility"],
+    )
+    quality: float | None = Field(
+        ...,
+        description="the quality setting used (the request's, or the bundle's default); null "
+        "when the request gave a threshold or the bundle has no calibration table",
+        examples=[0.95],
+    )
+    threshold: float | None = Field(
+        ..., description="the threshold applied (threshold rule), else null", examples=[0.68]
+    )
+    lambda_: float | None = Field(
+        ...,
+        alias="lambda",
+        description="the lambda applied, in quality per USD (utility rule), else null",
+        examples=[41.5],
+    )
     model: ModelRef
     explore: bool = Field(
         ...,

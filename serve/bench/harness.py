@@ -98,7 +98,8 @@ def in_process(model: Path, n: int) -> dict[str, Any]:
         ("150 words, cold word cache", LONG, True),
     )
     for label, texts, cold in sets:
-        queries = [Query(t, served.threshold, 0, len(served.names) - 1) for t in texts]
+        setting = served.router.default_setting
+        queries = [Query(t, setting, 0, len(served.names) - 1) for t in texts]
         for q in queries * 50:  # warm up
             classify_one_json(served, q, explorer)
         times, cpu = [], []

@@ -75,10 +75,11 @@ class AsyncRungClient:
         threshold: float | None = None,
         min_tier: str | int | None = None,
         max_tier: str | int | None = None,
+        quality: float | None = None,
     ) -> Decision:
         """The tier to use for this request; never raises for service trouble."""
         try:
-            body = _request(text, messages, threshold, min_tier, max_tier)
+            body = _request(text, messages, threshold, min_tier, max_tier, quality)
         except (TypeError, ValueError) as exc:  # a message that is not JSON-serialisable
             return self._fallback(f"request not sent: {exc}")
         try:

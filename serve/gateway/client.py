@@ -31,6 +31,12 @@ class Decision:
     explore: bool = False
     fail_open: bool = False  # True: rung did not answer in time; `tier` is the fallback
     error: str | None = None
+    # Schema-2 bundles (None from older servers or bundles): the rule and quality setting
+    # used, the estimated cost of the chosen tier, P(each tier answers well).
+    rule: str | None = None
+    quality: float | None = None
+    cost_usd: float | None = None
+    p_correct: dict[str, float] | None = None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Decision:
@@ -41,6 +47,10 @@ class Decision:
             threshold=raw["threshold"],
             model=raw["model"],
             explore=bool(raw.get("explore", False)),
+            rule=raw.get("rule"),
+            quality=raw.get("quality"),
+            cost_usd=raw.get("cost_usd"),
+            p_correct=raw.get("p_correct"),
         )
 
 
@@ -100,9 +110,10 @@ class RungClient:
         threshold: float | None = None,
         min_tier: str | int | None = None,
         max_tier: str | int | None = None,
+        quality: float | None = None,
     ) -> Decision:
         """The tier to use for this request; never raises for service trouble."""
-        body = _request(text, messages, threshold, min_tier, max_tier)
+        body = _request(text, messages, threshold, min_tier, max_tier, quality)
         try:
             raw = self._call("/classify", body)
         except _Failure as exc:
@@ -223,9 +234,16 @@ def _request(
     threshold: float | None,
     min_tier: str | int | None,
     max_tier: str | int | None,
+    quality: float | None = None,
 ) -> bytes:
     body: dict[str, Any] = {"text": text} if messages is None else {"messages": list(messages)}
-    for key, value in (("threshold", threshold), ("min_tier", min_tier), ("max_tier", max_tier)):
+    knobs = (
+        ("quality", quality),
+        ("threshold", threshold),
+        ("min_tier", min_tier),
+        ("max_tier", max_tier),
+    )
+    for key, value in knobs:
         if value is not None:
             body[key] = value
     return json.dumps(body).encode()

@@ -6,7 +6,8 @@ success/failure logging that writes rung's escalation logs.
 
 - Pre-call hook (proxy): a request for the virtual model (`RUNG_VIRTUAL_MODEL`, default
   `rung/auto`) is sent to the model group of the tier rung decides (`RUNG_MODEL_GROUPS`).
-  `metadata["rung"]` may pin a tier (`tier`), or pass `threshold` / `min_tier` / `max_tier`.
+  `metadata["rung"]` may pin a tier (`tier`), or pass `quality` / `threshold` / `min_tier` /
+  `max_tier`.
 - Logging (proxy and SDK): every attempt on a model group of `RUNG_MODEL_GROUPS` becomes one
   line in `RUNG_ESCALATION_LOG_DIR`; an attempt that raised is a failure. Quality failures only
   the application sees go through `report_outcome(request_id, tier, "failure")`.

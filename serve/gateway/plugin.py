@@ -10,7 +10,8 @@ name through `RUNG_TIER_MAP`, and returns None on any failure: it never raises.
     # SDK: pass an object
     Router(model_list=[... {"classifier_plugin": make_classifier(url=..., tier_map={...})}])
 
-Per-request knobs ride in the request's `metadata["rung"]`: `threshold`, `min_tier`, `max_tier`.
+Per-request knobs ride in the request's `metadata["rung"]`: `quality`, `threshold`, `min_tier`,
+`max_tier`.
 Each decision is remembered briefly (by the text's sha256) so the log callback can record the
 routed tier, model version and exploration flag next to the outcome.
 """
@@ -28,7 +29,7 @@ from serve.gateway.client import Decision
 from serve.gateway.escalation import sha256_text, text_of
 from serve.gateway.settings import GatewaySettings
 
-KNOBS = ("threshold", "min_tier", "max_tier")
+KNOBS = ("quality", "threshold", "min_tier", "max_tier")
 
 
 class DecisionMemo:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from typing import Any
 from serve.model.errors import RungError
 from serve.model.ladder import Ladder
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-tier correctness heads, a decision policy and a cost model
+READABLE_SCHEMAS = (1, 2)  # 1: threshold bundles, still loaded and decided exactly as before
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 CLASSIFIER = "classifier.onnx"
@@ -126,6 +127,11 @@ class Manifest:
     files: dict[str, str]  # relative path -> sha256
     lineage: dict[str, Any]
     schema_version: int = SCHEMA_VERSION
+    # Schema 2. `decision`: serve.model.policy.Policy.to_dict() plus the figures behind it;
+    # `cost_model`: which tiers' answer lengths are learned and how input tokens are counted.
+    # Empty for schema 1: the threshold rule, costs from the ladder's output_tokens.
+    decision: dict[str, Any] = field(default_factory=dict)
+    cost_model: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,15 +148,17 @@ class Manifest:
             "versions": self.versions,
             "files": self.files,
             "lineage": self.lineage,
+            **({"decision": self.decision} if self.decision else {}),
+            **({"cost_model": self.cost_model} if self.cost_model else {}),
         }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Manifest:
         schema = raw.get("schema_version")
-        if schema != SCHEMA_VERSION:
+        if schema not in READABLE_SCHEMAS:
             raise BundleError(
                 f"manifest schema_version {schema!r} is not supported (this server reads "
-                f"{SCHEMA_VERSION})"
+                f"{', '.join(map(str, READABLE_SCHEMAS))})"
             )
         try:
             threshold = float(raw["threshold"]["value"])
@@ -170,6 +178,9 @@ class Manifest:
                 versions=dict(raw.get("versions", {})),
                 files=dict(raw.get("files", {})),
                 lineage=dict(raw.get("lineage", {})),
+                schema_version=int(schema),
+                decision=dict(raw.get("decision", {})) if schema >= 2 else {},
+                cost_model=dict(raw.get("cost_model", {})) if schema >= 2 else {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, BundleError):

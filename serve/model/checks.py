@@ -23,13 +23,15 @@ class BundleRefused(BundleError):
 def check_router(router: Router) -> list[float]:
     """Answer the smoke query on both inference paths; return its p_sufficient."""
     smoke = [float(x) for x in router.smoke()]
-    fast = router.p_sufficient_one(SMOKE_TEXT)
+    fast, _, cost = router.estimates_one(SMOKE_TEXT)
     if (
         len(fast) != len(smoke)
         or not all(math.isfinite(x) for x in fast)
         or max(abs(a - b) for a, b in zip(fast, smoke, strict=True)) > 1e-4
     ):
         raise BundleError("the single-text path disagrees with the batch path on the smoke query")
+    if not all(math.isfinite(c) and c >= 0 for c in cost):
+        raise BundleError(f"the cost estimate on the smoke query is not usable: {cost}")
     return smoke
 
 

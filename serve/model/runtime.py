@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -27,7 +27,19 @@ from serve.model.bundle import (
     verify_files,
 )
 from serve.model.fasttok import AsciiWordPiece
+from serve.model.policy import (
+    CostModel,
+    Policy,
+    PolicyError,
+    Rule,
+    decide_threshold,
+    decide_threshold_one,
+    decide_utility,
+    decide_utility_one,
+    tokens_from_log,
+)
 
+_MAX_LOG_LEN = math.log1p(1e5)  # as policy.tokens_from_log
 SMOKE_TEXT = "Hello! Can you summarise this paragraph in one sentence?"
 
 
@@ -244,12 +256,26 @@ def decide(
     p_sufficient: np.ndarray, threshold: float, min_tier: int = 0, max_tier: int | None = None
 ) -> np.ndarray:
     """Cheapest tier whose p_sufficient reaches the threshold, clamped to [min_tier, max_tier]."""
-    top = p_sufficient.shape[1] - 1
-    hi = top if max_tier is None else max_tier
-    ok = p_sufficient >= threshold
-    ok[:, top] = True
-    tiers = ok.argmax(axis=1)
-    return np.clip(tiers, min_tier, hi)
+    return decide_threshold(p_sufficient, threshold, min_tier, max_tier)
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """What a bundle says about a batch: per-tier correctness (schema 2; None before), the
+    non-decreasing p_sufficient, the estimated USD cost per tier, and input tokens."""
+
+    p_correct: np.ndarray | None  # [n, K]
+    p_sufficient: np.ndarray  # [n, K]
+    cost: np.ndarray  # [n, K]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The rule and value one decision used, and the quality knob it came from (if any)."""
+
+    rule: Rule
+    value: float  # threshold or lambda
+    quality: float | None = None
 
 
 @dataclass
@@ -273,6 +299,7 @@ class Router:
         session = _session(root / manifest.classifier.get("file", CLASSIFIER))
         router = cls(root, manifest, embedder, session)
         router._check_signature()
+        router._load_policy()
         return router
 
     def _check_signature(self) -> None:
@@ -284,6 +311,53 @@ class Router:
         self._output = self.manifest.classifier.get("output", "p_tier")
         self._n_tiers = len(self.manifest.ladder)
         self._extras = self.manifest.embedder.extra_features
+        self._correctness = self.manifest.schema_version >= 2
+        # Schema 2 graphs: p_correct [n, K] for every tier, then predicted log1p answer tokens.
+        self._lengths = self.manifest.classifier.get("lengths_output")
+        outputs = [self._output] + ([self._lengths] if self._lengths else [])
+        names = {o.name for o in self.classifier.get_outputs()}
+        missing = [o for o in outputs if o not in names]
+        if missing:
+            raise BundleError(f"classifier graph lacks output(s) {missing}")
+        self._outputs = outputs
+        self._width = self._n_tiers if self._correctness else self._n_tiers - 1
+
+    def _load_policy(self) -> None:
+        m = self.manifest
+        try:
+            self.cost_model = CostModel.from_ladder(m.ladder, m.embedder.token_cap, m.cost_model)
+            self.policy: Policy | None = Policy.from_dict(m.decision) if m.decision else None
+        except PolicyError as exc:
+            raise BundleError(str(exc)) from None
+        if self.cost_model.any_learned and not self._lengths:
+            raise BundleError("the cost model learns answer lengths but the graph has no output")
+        if not self.cost_model.any_learned:  # constant lengths: skip the graph's second output
+            self._lengths = None
+            self._outputs = self._outputs[:1]
+        if self.policy is not None and self.policy.rule is Rule.UTILITY and not self._correctness:
+            raise BundleError("the utility rule needs per-tier correctness heads (schema 2)")
+        rule = self.policy.rule if self.policy else Rule.THRESHOLD
+        value = self.policy.value if self.policy else m.threshold
+        quality = self.policy.default_quality if self.policy else None
+        self.default_setting = Setting(rule, value, quality)
+
+    def setting(self, quality: float | None = None, threshold: float | None = None) -> Setting:
+        """The bundle's default, a `quality` mapped through the calibration table, or an
+        explicit `threshold` (the threshold rule on p_sufficient, for any bundle)."""
+        if quality is not None and threshold is not None:
+            raise PolicyError("give quality or threshold, not both")
+        if threshold is not None:
+            if not 0.0 <= threshold <= 1.0:
+                raise PolicyError(f"threshold must lie in [0, 1], got {threshold}")
+            return Setting(Rule.THRESHOLD, float(threshold))
+        if quality is None:
+            return self.default_setting
+        if self.policy is None:
+            raise PolicyError(
+                "this bundle has no quality calibration table (built before schema 2); "
+                "pass threshold instead, or retrain it"
+            )
+        return Setting(self.policy.rule, self.policy.setting_for(quality), float(quality))
 
     @property
     def tier_names(self) -> list[str]:
@@ -295,38 +369,110 @@ class Router:
             return vec
         return np.concatenate([vec, extra_features(self._extras, counts)], axis=1)
 
+    def knob_settings(self, n: int | None = None) -> list[Setting]:
+        """Settings from cheapest to best: `n` evenly spaced values of the quality knob mapped
+        through the calibration table (every distinct table row when `n` is None); bundles
+        without a table sweep the threshold over [0, 1]."""
+        if self.policy is None:
+            taus = np.linspace(0.0, 1.0, n or 101)
+            return [Setting(Rule.THRESHOLD, float(t)) for t in taus]
+        rule, table = self.policy.rule, self.policy.table
+        if n is None:
+            out: list[Setting] = []
+            for point in table:
+                if not out or point.value != out[-1].value:
+                    out.append(Setting(rule, point.value, point.quality))
+            return out
+        qs = np.linspace(table[0].quality, 1.0, n) if n > 1 else np.array([1.0])
+        return [Setting(rule, self.policy.setting_for(float(q)), float(q)) for q in qs]
+
+    def _run(self, feats: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        got = self.classifier.run(self._outputs, {self._input: feats})
+        if got[0].shape != (n, self._width):
+            raise BundleError(f"classifier returned shape {got[0].shape}")
+        return got[0], (got[1] if self._lengths else None)
+
+    def _p_sufficient(self, p: np.ndarray) -> np.ndarray:
+        return monotone_p_sufficient(p[:, : self._n_tiers - 1])
+
     def p_sufficient(self, texts: list[str]) -> np.ndarray:
         """[n, n_tiers] probabilities, non-decreasing along the ladder, last column 1.0."""
         if not texts:
             return np.zeros((0, self._n_tiers))
-        feats = self.features(texts)
-        p_tier = self.classifier.run([self._output], {self._input: feats})[0]
-        if p_tier.shape != (len(texts), self._n_tiers - 1):
-            raise BundleError(f"classifier returned shape {p_tier.shape}")
-        return monotone_p_sufficient(p_tier)
+        p, _ = self._run(self.features(texts), len(texts))
+        return self._p_sufficient(p)
 
-    def p_sufficient_one(self, text: str) -> list[float]:
-        """`p_sufficient([text])[0]` as a list, for one text: the server's per-request path.
+    def estimates(self, texts: list[str]) -> Estimates:
+        """p_correct (schema 2), p_sufficient and per-tier estimated cost for a batch."""
+        k = self._n_tiers
+        if not texts:
+            empty = np.zeros((0, k))
+            return Estimates(empty if self._correctness else None, empty, empty)
+        vec, counts = self.embedder.embed(texts)
+        feats = (
+            np.concatenate([vec, extra_features(self._extras, counts)], axis=1)
+            if self._extras
+            else vec
+        )
+        p, log_len = self._run(feats, len(texts))
+        cm = self.cost_model
+        n_in = np.array([cm.input_tokens(c, len(t)) for c, t in zip(counts, texts, strict=True)])
+        lengths = tokens_from_log(log_len) if log_len is not None else None
+        return Estimates(
+            p.astype(np.float64) if self._correctness else None,
+            self._p_sufficient(p),
+            cm.costs(n_in, lengths),
+        )
 
-        With a static embedder this skips the batch machinery (about a third of the time of
-        a short request); other embedders fall back to the batch path.
-        """
+    def decide(self, est: Estimates, setting: Setting, lo: Any = 0, hi: Any = None) -> np.ndarray:
+        """Tiers for a batch under one setting, clamped to [lo, hi] (scalars or per row)."""
+        if setting.rule is Rule.UTILITY:
+            if est.p_correct is None:
+                raise BundleError("the utility rule needs per-tier correctness heads")
+            return decide_utility(est.p_correct, est.cost, setting.value, lo, hi)
+        return decide_threshold(est.p_sufficient, setting.value, lo, hi)
+
+    def decide_one(
+        self, text: str, setting: Setting, lo: int, hi: int
+    ) -> tuple[int, list[float], list[float] | None, list[float]]:
+        """(tier, p_sufficient, p_correct or None, cost per tier) for one text."""
+        p_suff, p_corr, cost = self.estimates_one(text)
+        if setting.rule is Rule.UTILITY and p_corr is not None:
+            tier = decide_utility_one(p_corr, cost, setting.value, lo, hi)
+        else:
+            tier = decide_threshold_one(p_suff, setting.value, lo, hi)
+        return tier, p_suff, p_corr, cost
+
+    def estimates_one(self, text: str) -> tuple[list[float], list[float] | None, list[float]]:
+        """(p_sufficient, p_correct or None, cost per tier) for one text: the server's
+        per-request path. With a static embedder this skips the batch machinery (about a third
+        of the time of a short request); other embedders fall back to the batch path."""
         embedder = self.embedder
         if not isinstance(embedder, StaticEmbedder) or any(e != "log_tokens" for e in self._extras):
-            return [float(x) for x in self.p_sufficient([text])[0]]
+            est = self.estimates([text])
+            p_corr = None if est.p_correct is None else est.p_correct[0].tolist()
+            return est.p_sufficient[0].tolist(), p_corr, est.cost[0].tolist()
         feats = np.empty((1, embedder.dim + len(self._extras)), dtype=np.float32)
         n = embedder.embed_one_into(text, feats[0])
         if self._extras:
             feats[0, embedder.dim :] = math.log1p(n)
-        p_tier = self.classifier.run([self._output], {self._input: feats})[0]
-        if p_tier.shape != (1, self._n_tiers - 1):
-            raise BundleError(f"classifier returned shape {p_tier.shape}")
+        p, log_len = self._run(feats, 1)
+        row = p[0].tolist()
         out, running = [], 0.0
-        for p in p_tier[0].tolist():  # running max + clip, as in monotone_p_sufficient
-            running = p if p > running else running
+        for x in row[: self._n_tiers - 1]:  # running max + clip, as in monotone_p_sufficient
+            running = x if x > running else running
             out.append(min(max(running, 0.0), 1.0))
         out.append(1.0)
-        return out
+        cm = self.cost_model
+        lengths = None
+        if log_len is not None:
+            lengths = [math.expm1(min(max(v, 0.0), _MAX_LOG_LEN)) for v in log_len[0].tolist()]
+        cost = cm.costs_one(cm.input_tokens(n, len(text)), lengths)
+        return out, (row if self._correctness else None), cost
+
+    def p_sufficient_one(self, text: str) -> list[float]:
+        """`p_sufficient([text])[0]` as a list, for one text."""
+        return self.estimates_one(text)[0]
 
     def smoke(self) -> np.ndarray:
         """One real query end to end; raises if the bundle cannot answer sensibly."""

@@ -46,6 +46,28 @@ def routing_quality(bundle: Path, data: Path, ladder: Path | None) -> dict[str, 
         "default_cost_share": s["cost_share_of_top"],
         "beats_random": mt["verdict"]["beats_random_at_default"],
         "beats_heuristic": mt["verdict"]["beats_heuristic_at_its_cost"],
+        **decision_figures(mt),
+    }
+
+
+def decision_figures(mt: dict[str, Any]) -> dict[str, Any]:
+    """Issue 11's targets: the rule's curve against random mixing and the threshold rule,
+    APGR on both axes (two tiers), and the default point against cheaper always-tiers."""
+    d, two = mt["default"], mt.get("two_tier") or {}
+    cheaper = [
+        a["tier"]
+        for a in mt["always"]
+        if a["cost"] < d["cost_usd"] - 1e-12 and a["quality"] >= d["quality"] - 1e-12
+    ]
+    return {
+        "rule": d.get("rule", "threshold"),
+        "default_label": d.get("label", ""),
+        "gap_closed_threshold_rule": mt.get("gap_closed_threshold_rule", mt["gap_closed"]),
+        "max_shortfall_vs_random": -min(mt["router_vs_random"]["min_difference"], 0.0),
+        "default_margin_vs_random": d["quality"] - d["random_quality_at_same_cost"],
+        "apgr_calls": two.get("router", {}).get("apgr"),
+        "apgr_cost": two.get("router", {}).get("apgr_cost"),
+        "cheaper_tier_matching_default": cheaper,
     }
 
 
@@ -80,6 +102,27 @@ def run(args: Any) -> int:
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def print_targets(report: dict[str, Any]) -> None:
+    """The decision rule's figures against issue 11's targets (held-out rows)."""
+    print(
+        "\n| data | rule @ default | gap closed: rule / threshold rule | largest shortfall vs "
+        "random | default vs random, same cost | APGR calls / cost | cheaper tier as good |"
+    )
+    print("|---|---|---:|---:|---:|---:|---|")
+    for name, q in report["quality"].items():
+        apgr = (
+            f"{q['apgr_calls']:.3f} / {q['apgr_cost']:.3f}"
+            if q.get("apgr_calls") is not None
+            else "-"
+        )
+        print(
+            f"| {name} | {q['default_label']} | {q['gap_closed']:.1%} / "
+            f"{q['gap_closed_threshold_rule']:.1%} | {q['max_shortfall_vs_random']:.4f} | "
+            f"{q['default_margin_vs_random']:+.4f} | {apgr} | "
+            f"{', '.join(q['cheaper_tier_matching_default']) or 'none'} |"
+        )
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -117,3 +160,4 @@ def print_report(report: dict[str, Any]) -> None:
             f"{'yes' if q['beats_random'] else 'no'} | "
             f"{'yes' if q['beats_heuristic'] else 'no'} | {q['train']['seconds']:.1f} |"
         )
+    print_targets(report)

@@ -40,7 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threshold",
         type=float,
         default=None,
-        help="default operating point (default: the bundle's calibrated threshold)",
+        help="score the threshold rule at this threshold as the default operating point "
+        "(default: the bundle's own rule at its calibrated setting)",
+    )
+    p.add_argument(
+        "--quality",
+        type=float,
+        default=None,
+        help="default operating point: the bundle's rule at this quality knob, in (0, 1] "
+        "(bundles with a calibration table, schema 2)",
     )
     p.add_argument(
         "--requests-per-day",
@@ -74,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--requests-per-day must be >= 1")
     ladder = Ladder.from_toml(args.ladder) if args.ladder else None
     if args.compare:
-        if args.threshold is not None:
-            raise CommandError("--threshold applies to --model only; compare uses each bundle's")
+        if args.threshold is not None or args.quality is not None:
+            raise CommandError(
+                "--threshold / --quality apply to --model only; compare uses each bundle's"
+            )
         result = compare(args.compare, args.data, ladder, args.fmt, args.split)
         doc = result.to_dict()
         _print_data(doc["data"])
@@ -89,7 +99,15 @@ def run(args: argparse.Namespace) -> int:
                 f"\npromotion gate, {g['candidate']} vs {g['base']}: {g['verdict']} ({g['reason']})"
             )
     else:
-        res = evaluate(args.model, args.data, ladder, args.fmt, args.split, args.threshold)
+        res = evaluate(
+            args.model,
+            args.data,
+            ladder,
+            args.fmt,
+            args.split,
+            args.threshold,
+            quality=args.quality,
+        )
         doc = res.to_dict()
         _print_data(doc["data"])
         _table(summary_rows(doc))

@@ -44,6 +44,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="none keeps p_sufficient calibrated (default); balanced re-weights",
     )
     p.add_argument(
+        "--decision",
+        choices=["utility", "threshold"],
+        default="utility",
+        help="default rule: utility = argmax p_correct - lambda x estimated cost (default); "
+        "threshold = cheapest tier with p_sufficient >= threshold. Both are calibrated",
+    )
+    p.add_argument(
+        "--head",
+        choices=["auto", "logreg", "mlp", "knn", "ensemble"],
+        default="auto",
+        help="head family; auto (default) picks by cross-validated routing quality "
+        "(utility-curve AUC on out-of-fold predictions), logreg unless another adds > 0.005",
+    )
+    p.add_argument(
         "--max-rows",
         type=int,
         default=None,
@@ -56,9 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from serve.model.policy import Rule
     from train.cli import CommandError
     from train.data.types import SourceFormat
     from train.embedders.base import EmbedderChoice
+    from train.fit.families import HeadFamily
     from train.fit.heads import ClassWeight
     from train.fit.pipeline import TrainConfig, train_bundle
     from train.fit.threshold import ThresholdTarget
@@ -80,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         class_weight=ClassWeight(args.class_weight),
         progress=not args.quiet,
         overwrite=args.overwrite,
+        decision=Rule(args.decision),
+        head=HeadFamily(args.head),
         max_rows=args.max_rows,
     )
     result = train_bundle(cfg)
@@ -96,8 +114,18 @@ def summarise(result) -> None:  # noqa: ANN001 - TrainResult, imported lazily
     )
     print(
         f"rows: {result.train_rows} train, {result.test_rows} held out; "
-        f"{m.data['bad_rows']} bad rows skipped; time {result.seconds['total']:.1f} s\n"
+        f"{m.data['bad_rows']} bad rows skipped; time {result.seconds['total']:.1f} s"
     )
+    if m.decision:
+        d = m.decision
+        learned = [t for t, x in zip(m.ladder.names, m.cost_model["learned"], strict=True) if x]
+        print(
+            f"decision: {d['rule']} at quality {d['default_quality']:g} (setting {d['value']:.4g}"
+            f"); answer lengths learned for {', '.join(learned) or 'no tier'} (else the "
+            "ladder's output_tokens)"
+        )
+        _rules_table(m)
+    print()
     rows = []
     for split in ("validation", "test"):
         s = m.metrics.get(split)
@@ -115,6 +143,7 @@ def summarise(result) -> None:  # noqa: ANN001 - TrainResult, imported lazily
                 shares,
             ]
         )
+    print("threshold rule:")
     tiers = "/".join(m.ladder.names)
     print_table(
         rows,
@@ -126,5 +155,35 @@ def summarise(result) -> None:  # noqa: ANN001 - TrainResult, imported lazily
             "share of top quality",
             "share of top cost",
             f"traffic {tiers}",
+        ],
+    )
+
+
+def _rules_table(m) -> None:  # noqa: ANN001 - Manifest
+    """Both rules at their defaults: out-of-fold (validation) and held out (test)."""
+    cal = m.decision.get("calibration", {})
+    test = m.metrics.get("test", {}).get("rules", {})
+    rows = []
+    for rule in ("utility", "threshold"):
+        v, t = cal.get(rule, {}), test.get(rule, {})
+        rows.append(
+            [
+                rule,
+                v.get("quality_share_of_top", float("nan")),
+                v.get("cost_share_of_top", float("nan")),
+                v.get("curve_auc", float("nan")),
+                t.get("quality_share_of_top", float("nan")),
+                t.get("cost_share_of_top", float("nan")),
+            ]
+        )
+    print_table(
+        rows,
+        [
+            "rule",
+            "validation quality share",
+            "validation cost share",
+            "validation curve AUC",
+            "test quality share",
+            "test cost share",
         ],
     )

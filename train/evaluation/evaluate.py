@@ -26,11 +26,12 @@ import numpy as np
 
 from serve.model.errors import RungError
 from serve.model.ladder import Ladder
-from serve.model.runtime import Router
+from serve.model.policy import Rule
+from serve.model.runtime import Estimates, Router
 from train.data.load import load_dataset
 from train.data.types import Dataset, SourceFormat, fill_costs, split_holdout
 from train.evaluation.baselines import heuristic_decisions
-from train.evaluation.scoring import QUALITY_TARGETS, EvalInputs, score
+from train.evaluation.scoring import QUALITY_TARGETS, EvalInputs, RuleCurve, score
 
 SCHEMA = "rung-eval/1"
 COMPARE_SCHEMA = "rung-eval-compare/1"
@@ -252,6 +253,39 @@ def p_sufficient(router: Router, texts: list[str]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, len(router.tier_names)))
 
 
+def estimates(router: Router, texts: list[str]) -> Estimates:
+    parts = [router.estimates(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
+    if not parts:
+        return router.estimates([])
+    return Estimates(
+        None if parts[0].p_correct is None else np.concatenate([e.p_correct for e in parts]),  # type: ignore[misc]
+        np.concatenate([e.p_sufficient for e in parts]),
+        np.concatenate([e.cost for e in parts]),
+    )
+
+
+def rule_curve(router: Router, est: Estimates, quality: float | None) -> RuleCurve | None:
+    """The bundle's own rule as served, traced through the quality knob; None for the
+    threshold rule (scored on its exact threshold sweep, as for every bundle before)."""
+    setting = router.setting(quality=quality)
+    if setting.rule is not Rule.UTILITY:
+        return None
+    knob = router.knob_settings()
+    label = f"utility, quality {setting.quality:g} (lambda {setting.value:.4g})"
+
+    def decide(value: float, lo: int, hi: int) -> np.ndarray:
+        return router.decide(est, dataclasses.replace(setting, value=value), lo, hi)
+
+    return RuleCurve(
+        name=setting.rule.value,
+        settings=[s.value for s in knob],
+        default=setting.value,
+        label=label,
+        decide=decide,
+        qualities=[s.quality for s in knob],
+    )
+
+
 def _check_outcomes(ds: Dataset) -> None:
     known = ~np.isnan(ds.quality)
     empty = [n for n, k in zip(ds.ladder.names, known.any(axis=0), strict=True) if not k]
@@ -276,13 +310,17 @@ def _data_info(ds: Dataset, split: Split, cost_info: dict[str, Any]) -> dict[str
     }
 
 
-def _model_info(router: Router, label: str, threshold: float) -> dict[str, Any]:
+def _model_info(router: Router, label: str, threshold: float, setting: Any) -> dict[str, Any]:
     mf = router.manifest
     return {
         "label": label,
         "path": str(router.root),
         "name": mf.name,
         "version": mf.version,
+        "schema_version": mf.schema_version,
+        "rule": setting.rule.value,
+        "setting": setting.value,
+        "quality_setting": setting.quality,
         "threshold": threshold,
         "manifest_threshold": mf.threshold,
         "embedder": mf.embedder.kind.value,
@@ -302,10 +340,13 @@ def evaluate(
     threshold: float | None = None,
     costs: np.ndarray | None = None,
     label: str | None = None,
+    quality: float | None = None,
 ) -> EvalResult:
     """Score one bundle. `ladder` defaults to the bundle's manifest ladder and must have its
-    tier names; `threshold` defaults to the bundle's; `costs` ([n, K] USD) skips estimation
-    (compare passes the same array to every model)."""
+    tier names; the default operating point is the bundle's own (its rule at its calibrated
+    setting), or the threshold rule at `threshold`, or the bundle's rule at the `quality`
+    knob; `costs` ([n, K] USD) skips estimation (compare passes the same array to every
+    model)."""
     router = load_router(model)
     eval_ladder = ladder or router.manifest.ladder
     check_ladder(eval_ladder, router)
@@ -318,6 +359,7 @@ def evaluate(
         threshold,
         costs,
         label or (str(model) if not isinstance(model, Router) else None),
+        quality,
     )
 
 
@@ -328,11 +370,20 @@ def _evaluate_rows(
     threshold: float | None,
     costs: np.ndarray | None,
     label: str | None,
+    quality: float | None = None,
 ) -> EvalResult:
     _check_outcomes(ds)
-    tau = router.manifest.threshold if threshold is None else float(threshold)
-    if not 0.0 <= tau <= 1.0:
-        raise EvalError(f"threshold must lie in [0, 1], got {tau}")
+    if threshold is not None and quality is not None:
+        raise EvalError("give quality or threshold, not both")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise EvalError(f"threshold must lie in [0, 1], got {threshold}")
+    try:
+        setting = router.setting(quality, threshold)
+    except RungError as exc:
+        raise EvalError(str(exc)) from None
+    est = estimates(router, ds.texts)
+    curve = None if threshold is not None else rule_curve(router, est, quality)
+    tau = setting.value if setting.rule is Rule.THRESHOLD else router.manifest.threshold
     if costs is None:
         costs, cost_info = row_costs(ds, router)
     else:
@@ -342,7 +393,7 @@ def _evaluate_rows(
     k = len(ds.ladder)
     inputs = EvalInputs(
         tier_names=ds.ladder.names,
-        p_sufficient=p_sufficient(router, ds.texts),
+        p_sufficient=est.p_sufficient,
         quality=ds.quality,
         cost=costs,
         sufficient=ds.sufficient,
@@ -352,9 +403,10 @@ def _evaluate_rows(
         pass_mark=ds.ladder.pass_mark,
         groups=ds.groups,
         sources=ds.sources,
+        rule=curve,
     )
     return EvalResult(
-        model=_model_info(router, label or router.manifest.version, tau),
+        model=_model_info(router, label or router.manifest.version, tau, setting),
         data=_data_info(ds, split, cost_info),
         ladder=ds.ladder,
         metrics=score(inputs),

@@ -109,7 +109,7 @@ def cost_quality_plot(reports: Sequence[dict[str, Any]], title: str = "") -> byt
             "-",
             color=color,
             lw=2,
-            label=f"{name} (threshold sweep envelope)",
+            label=f"{name} ({rep['default'].get('rule', 'threshold')} sweep envelope)",
         )
         d = rep["default"]
         ax.plot(
@@ -119,7 +119,7 @@ def cost_quality_plot(reports: Sequence[dict[str, Any]], title: str = "") -> byt
             color=color,
             ms=14,
             mec="black",
-            label=f"{name} default threshold {d['threshold']:.2f}",
+            label=f"{name} default: {d.get('label', 'default')}",
         )
     if reports[0]["axis"]["c_min"] > 0:
         ax.set_xscale("log")

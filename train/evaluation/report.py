@@ -64,7 +64,7 @@ def summary_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
     rows = [
         [
-            f"router @ {d['threshold']:.3f}",
+            f"router @ {d.get('label', 'default')}",
             _f(d["quality"]),
             _f(d["cost_usd"]),
             _f(d["cost_usd"] / top, True),
@@ -246,7 +246,8 @@ def _body(doc: dict[str, Any], with_curve: bool = True) -> str:
         _table(*headline_rows(doc)),
         f"<p>Gap closed (router AUC between random and oracle): "
         f"{_f(doc['gap_closed'], True)}; with min/max tier clamps "
-        f"{_f(doc['gap_closed_clamps'], True)}. <i>router</i> sweeps the threshold; "
+        f"{_f(doc['gap_closed_clamps'], True)}. <i>router</i> sweeps the bundle's rule "
+        "(the threshold, or lambda through the quality knob); "
         "<i>router+clamps</i> also the min_tier / max_tier clamps a gateway may set. "
         "Costs to reach a target: '-' means never reached.</p>",
     ]

@@ -8,7 +8,7 @@ same cost and their normalised AUCs compare fairly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,21 @@ class EvalInputs:
     pass_mark: float
     groups: Sequence[str] = ()
     sources: Sequence[str] = ()
+    # The served rule when it is not the threshold rule on `p_sufficient` (schema-2 bundles):
+    # its settings from cheapest to best, the default, and how it decides.
+    rule: RuleCurve | None = None
+
+
+@dataclass(frozen=True)
+class RuleCurve:
+    """A decision rule as served: `decide(value, min_tier, max_tier)` -> tiers per row."""
+
+    name: str  # "utility" or "threshold"
+    settings: Sequence[float]  # cheapest first: the values the quality knob reaches
+    default: float
+    label: str  # how the default is shown, e.g. "utility, quality 0.95 (lambda 23.4)"
+    decide: Callable[[float, int, int], np.ndarray]
+    qualities: Sequence[float | None] = ()  # the knob value behind each setting, if any
 
 
 def sweep_thresholds(p_sufficient: np.ndarray) -> np.ndarray:
@@ -55,26 +70,42 @@ def _points(envelope: Sequence[m.Point]) -> list[list[float]]:
 
 
 def _router_sweep(inp: EvalInputs) -> tuple[list[dict[str, Any]], list[m.Point]]:
-    """Operating points over every knob the served router has: the threshold, and the
-    min_tier / max_tier clamps a gateway may set per request. The unclamped sweep uses every
+    """Operating points over every knob the served router has: its rule's setting (the
+    threshold, or lambda through the quality knob), and the min_tier / max_tier clamps a
+    gateway may set per request. For the threshold rule the unclamped sweep uses every
     boundary; clamped sweeps (min < max only: min == max is an always-tier baseline) use a
     coarser grid."""
     k = len(inp.tier_names)
-    full = sweep_thresholds(inp.p_sufficient)
-    coarse = np.unique(
-        np.concatenate([np.quantile(full, np.linspace(0, 1, 101)), np.linspace(0, 1, 101)])
-    )
+    rule = inp.rule
+    if rule is None:
+        full = sweep_thresholds(inp.p_sufficient)
+        coarse = np.unique(
+            np.concatenate([np.quantile(full, np.linspace(0, 1, 101)), np.linspace(0, 1, 101)])
+        )
     rows, points = [], []
     for lo in range(k):
         for hi in range(lo + 1, k):
-            taus = full if (lo, hi) == (0, k - 1) else coarse
-            for tau in taus:
-                d = np.clip(m.decide(inp.p_sufficient, float(tau)), lo, hi)
+            if rule is None:
+                taus = full if (lo, hi) == (0, k - 1) else coarse
+                settings = [(float(t), "threshold", None) for t in taus]
+            else:
+                qs = list(rule.qualities) or [None] * len(rule.settings)
+                settings = [
+                    (float(v), rule.name, q) for v, q in zip(rule.settings, qs, strict=True)
+                ]
+            for value, name, quality in settings:
+                if rule is None:
+                    d = np.clip(m.decide(inp.p_sufficient, value), lo, hi)
+                else:
+                    d = rule.decide(value, lo, hi)
                 point = m.operating_point(d, inp.quality, inp.cost)
                 share = np.bincount(d, minlength=k) / len(d)
+                row = {"rule": name, "setting": value, "quality_setting": quality}
+                if name == "threshold":
+                    row["threshold"] = value
                 rows.append(
                     {
-                        "threshold": float(tau),
+                        **row,
                         "min_tier": lo,
                         "max_tier": hi,
                         "cost": point.cost,
@@ -84,6 +115,15 @@ def _router_sweep(inp: EvalInputs) -> tuple[list[dict[str, Any]], list[m.Point]]
                 )
                 points.append(point)
     return rows, points
+
+
+def _threshold_rule_envelope(inp: EvalInputs) -> list[m.Point]:
+    """The threshold rule on the same bundle's p_sufficient, for comparison with its rule."""
+    pts = [
+        m.operating_point(m.decide(inp.p_sufficient, float(t)), inp.quality, inp.cost)
+        for t in sweep_thresholds(inp.p_sufficient)
+    ]
+    return anchored_envelope(_finite_quality(pts), inp.quality, inp.cost)
 
 
 def _finite_quality(points: list[m.Point]) -> list[m.Point]:
@@ -142,9 +182,32 @@ def _two_tier(
         "heuristic": ends + [[heuristic_share, heuristic.quality]],
         "oracle": ends + [[oracle_share, oracle_point.quality]],
     }
-    out: dict[str, Any] = {"q_weak": qw, "q_strong": qs}
+    # The same curves with cost on the x-axis: (cost - always-weak) / (always-strong - weak).
+    cw, cs = always[0].cost, always[1].cost
+
+    def x(cost: float) -> float:
+        return float(np.clip((cost - cw) / (cs - cw), 0.0, 1.0)) if cs > cw else float("nan")
+
+    on_cost = {
+        "router": ends
+        + [
+            [x(r["cost"]), r["quality"]]
+            for r in sweep
+            if np.isfinite(r["quality"]) and r["min_tier"] == 0 and r["max_tier"] == 1
+        ],
+        "random": ends,
+        "heuristic": ends + [[x(heuristic.cost), heuristic.quality]],
+        "oracle": ends + [[x(oracle_point.cost), oracle_point.quality]],
+    }
+    out: dict[str, Any] = {
+        "q_weak": qw,
+        "q_strong": qs,
+        "apgr_cost_axis": "apgr_cost: the same area with x = (cost - always-weak cost) / "
+        "(always-strong cost - always-weak cost) instead of the share of strong calls",
+    }
     for name, curve in curves.items():
         out[name] = {"apgr": m.apgr(curve, qw, qs)}
+        out[name]["apgr_cost"] = m.apgr(on_cost[name], qw, qs) if cs > cw else float("nan")
         for target in CPT_TARGETS:
             out[name][f"cpt_{round(target * 100)}"] = m.cpt(curve, target, qw, qs)
     return out
@@ -243,6 +306,7 @@ def score(inp: EvalInputs) -> dict[str, Any]:
     heur_point = m.operating_point(inp.heuristic, q, c)
     envs = {
         "router": anchored_envelope(_finite_quality(router_points), q, c),
+        **({"threshold_rule": _threshold_rule_envelope(inp)} if inp.rule else {}),
         "router_clamps": anchored_envelope(_finite_quality(all_points), q, c),
         "random": random_envelope(q, c),
         "heuristic": anchored_envelope([heur_point], q, c),
@@ -262,8 +326,17 @@ def score(inp: EvalInputs) -> dict[str, Any]:
         for name, env in auc_envs.items()
     }
     q_top, c_top = always[-1].quality, always[-1].cost
-    default = operating_summary(inp.p_sufficient, q, c, inp.threshold, names)
-    decisions = m.decide(inp.p_sufficient, inp.threshold)
+    shortfall = _shortfall(envs["router"], envs["random"], c_min, c_max)
+    if inp.rule is None:
+        default = operating_summary(inp.p_sufficient, q, c, inp.threshold, names)
+        decisions = m.decide(inp.p_sufficient, inp.threshold)
+        default["rule"], default["label"] = "threshold", f"threshold {inp.threshold:.3f}"
+    else:
+        decisions = inp.rule.decide(inp.rule.default, 0, len(names) - 1)
+        default = decisions_summary(decisions, q, c, names)
+        default["threshold"] = inp.threshold  # the bundle's calibrated threshold, for reference
+        default["rule"], default["label"] = inp.rule.name, inp.rule.label
+        default["setting"] = inp.rule.default
     default["random_quality_at_same_cost"] = m.quality_at_cost(envs["random"], default["cost_usd"])
     default["heuristic_quality_at_same_cost"] = m.quality_at_cost(
         envs["heuristic"], default["cost_usd"]
@@ -282,7 +355,17 @@ def score(inp: EvalInputs) -> dict[str, Any]:
         "auc": auc,
         "gap_closed": m.gap_closed(auc["router"], auc["random"], auc["oracle"]),
         "gap_closed_clamps": m.gap_closed(auc["router_clamps"], auc["random"], auc["oracle"]),
+        **(
+            {
+                "gap_closed_threshold_rule": m.gap_closed(
+                    auc["threshold_rule"], auc["random"], auc["oracle"]
+                )
+            }
+            if inp.rule
+            else {}
+        ),
         "targets": _targets(envs, q_top, c_top),
+        "router_vs_random": shortfall,
         "at_tier_cost": [
             {
                 "tier": n,
@@ -327,6 +410,38 @@ def score(inp: EvalInputs) -> dict[str, Any]:
     return out
 
 
+def _shortfall(
+    router: list[m.Point], random: list[m.Point], c_min: float, c_max: float
+) -> dict[str, float]:
+    """Where the router's curve lies furthest below random mixing (quality difference, at
+    101 costs from always-cheapest to always-top): negative `min_difference` is a shortfall."""
+    if not c_max > c_min:
+        return {"min_difference": float("nan"), "at_cost_share": float("nan")}
+    grid = np.linspace(c_min, c_max, 101)
+    diff = np.array([m.quality_at_cost(router, c) - m.quality_at_cost(random, c) for c in grid])
+    i = int(np.nanargmin(diff))
+    return {"min_difference": float(diff[i]), "at_cost_share": float(grid[i] / c_max)}
+
+
+def decisions_summary(
+    decisions: np.ndarray, quality: np.ndarray, cost: np.ndarray, names: list[str]
+) -> dict[str, Any]:
+    """`operating_summary` for decisions of any rule."""
+    point = m.operating_point(decisions, quality, cost)
+    top = m.operating_point(np.full(len(decisions), len(names) - 1), quality, cost)
+    share = np.bincount(decisions, minlength=len(names)) / max(len(decisions), 1)
+    return {
+        "rows": int(len(decisions)),
+        "quality": point.quality,
+        "cost_usd": point.cost,
+        "top_tier_quality": top.quality,
+        "top_tier_cost_usd": top.cost,
+        "quality_share_of_top": point.quality / top.quality if top.quality else float("nan"),
+        "cost_share_of_top": point.cost / top.cost if top.cost else float("nan"),
+        "traffic_share": {n: float(x) for n, x in zip(names, share, strict=True)},
+    }
+
+
 def _pct(x: float) -> str:
     return f"{x:.1%}" if np.isfinite(x) else "n/a"
 
@@ -341,7 +456,7 @@ def verdict(mt: dict[str, Any]) -> dict[str, Any]:
     t95 = next(t for t in mt["targets"] if t["share_of_top_quality"] == 0.95)
     c_top = mt["axis"]["top_cost"]
     lines = [
-        f"At its default threshold ({d['threshold']:.3f}) the router keeps "
+        f"At its default setting ({d.get('label', 'threshold')}) the router keeps "
         f"{_pct(d['quality_share_of_top'])} of the top tier's quality for "
         f"{_pct(d['cost_share_of_top'])} of its cost.",
         f"Random mixing of fixed tiers at the same cost reaches quality {rq:.4f} against the "
@@ -357,7 +472,7 @@ def verdict(mt: dict[str, Any]) -> dict[str, Any]:
     ]
     if beats_random and beats_heur:
         bottom = (
-            "Switch: at its default threshold the router beats random mixing, and at the "
+            "Switch: at its default setting the router beats random mixing, and at the "
             "heuristic's cost it beats the heuristic."
         )
     elif beats_random:
@@ -367,7 +482,7 @@ def verdict(mt: dict[str, Any]) -> dict[str, Any]:
         )
     else:
         bottom = (
-            "Do not switch on this evidence: at its default threshold the router is no "
+            "Do not switch on this evidence: at its default setting the router is no "
             "better than randomly mixing fixed tiers at the same cost."
         )
     gap = mt["gap_closed"]

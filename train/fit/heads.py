@@ -1,4 +1,8 @@
-"""One logistic regression per non-top tier, each estimating P(this tier's answer suffices).
+"""One logistic regression per tier, each estimating P(this tier's answer suffices).
+
+Bundles before schema 2 had heads for the non-top tiers only (`include_top=False`); the
+utility rule needs the top tier's correctness too. A tier whose known outcomes are (almost)
+all one class, as the top tier on labelled queries, gets a constant head.
 
 Per-tier heads (rather than one multiclass model over the cheapest sufficient tier) train on
 exactly the rows whose outcome for that tier is known, so censored labels from escalation
@@ -8,10 +12,12 @@ with a running max (`serve.model.runtime.monotone_p_sufficient`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -89,20 +95,42 @@ def _check_target(y: np.ndarray, tier: str) -> None:
         )
 
 
+class ConstantHead:
+    """P(sufficient) = a constant: for a tier whose known outcomes are (nearly) all one class.
+
+    Laplace-smoothed rate of the known rows, so it is never exactly 0 or 1. Exported to ONNX
+    as a constant column (train.fit.export)."""
+
+    def __init__(self, y: np.ndarray) -> None:
+        self.p = float((y.sum() + 1.0) / (y.size + 2.0))
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.tile([1.0 - self.p, self.p], (len(x), 1))
+
+
+def _one_class(y: np.ndarray) -> bool:
+    return int(np.bincount(y.astype(int), minlength=2).min()) < MIN_ROWS_PER_CLASS
+
+
 @dataclass
 class TierClassifier:
     tier_names: list[str]
     seed: int = 0
     folds: int = 5
     class_weight: ClassWeight = ClassWeight.NONE
+    include_top: bool = False  # schema 2: a head for the top tier as well
     selection_rows: int = SELECTION_ROWS
-    heads: list[Pipeline] = field(default_factory=list)
+    heads: list[Pipeline | ConstantHead] = field(default_factory=list)
     best_c: list[float] = field(default_factory=list)
     cv_auc: list[float] = field(default_factory=list)
 
     @property
     def n_heads(self) -> int:
-        return len(self.tier_names) - 1
+        return len(self.tier_names) - (0 if self.include_top else 1)
+
+    def _constant(self, t: int, y: np.ndarray) -> bool:
+        """The top tier (only) may be one class: it then gets a constant head."""
+        return self.include_top and t == len(self.tier_names) - 1 and _one_class(y)
 
     def _cv(self, n_pos_min: int) -> StratifiedKFold:
         return StratifiedKFold(
@@ -121,8 +149,14 @@ class TierClassifier:
         for t in range(self.n_heads):
             known = _known(sufficient[:, t])
             y = sufficient[known, t].astype(int)
-            _check_target(y, self.tier_names[t])
+            if not self._constant(t, y):
+                _check_target(y, self.tier_names[t])
             w = None if weights is None else weights[known]
+            if self._constant(t, y):
+                self.heads.append(ConstantHead(y))
+                self.best_c.append(float("nan"))
+                self.cv_auc.append(float("nan"))
+                continue
             sel = stratified_sample(y, self.selection_rows, self.seed)
             c, auc = self._choose_c(x[np.flatnonzero(known)[sel]], y[sel], w, sel)
             head = self._fit_scaled_in_place(x, known, y, w, c)
@@ -175,18 +209,24 @@ class TierClassifier:
         return float(path.C_), float(mean_auc.max())
 
     def p_tier(self, x: np.ndarray) -> np.ndarray:
-        """[n, n_tiers - 1] raw P(tier t suffices), before the running max."""
+        """[n, n_heads] raw P(tier t suffices), before the running max."""
         return np.column_stack([h.predict_proba(x)[:, 1] for h in self.heads])
 
     def p_sufficient(self, x: np.ndarray) -> np.ndarray:
-        return monotone_p_sufficient(self.p_tier(x))
+        return monotone_p_sufficient(self.p_tier(x)[:, : len(self.tier_names) - 1])
 
     def out_of_fold(
-        self, x: np.ndarray, sufficient: np.ndarray, weights: np.ndarray | None = None
+        self,
+        x: np.ndarray,
+        sufficient: np.ndarray,
+        weights: np.ndarray | None = None,
+        raw: bool = False,
     ) -> np.ndarray:
-        """p_sufficient for every row from heads that never saw it: held-out data for the
-        threshold, without giving up rows to a separate validation split."""
-        _, key = np.unique(outcome_strata(sufficient[:, : self.n_heads]), return_inverse=True)
+        """p_sufficient (or with `raw`, the heads' own [n, n_heads] outputs) for every row from
+        heads that never saw it: held-out data for the threshold, without giving up rows to a
+        separate validation split."""
+        k = len(self.tier_names) - 1
+        _, key = np.unique(outcome_strata(sufficient[:, :k]), return_inverse=True)
         counts = np.bincount(key)
         key[counts[key] < self.folds] = -1  # rare strata pooled so the split stays stratified
         splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
@@ -196,10 +236,18 @@ class TierClassifier:
                 rows = fit_idx[_known(sufficient[fit_idx, t])]
                 y = sufficient[rows, t].astype(int)
                 w = None if weights is None else weights[rows]
+                if isinstance(self.heads[t], ConstantHead):
+                    oof[val_idx, t] = ConstantHead(y).p
+                    continue
                 head = make_head(self.best_c[t], self.seed, self.class_weight)
-                head.fit(x[rows], y, logreg__sample_weight=w)
+                with warnings.catch_warnings():
+                    # A fold of a tiny set can end lbfgs's line search "ABNORMAL" at its optimum
+                    # (seen on the top tier's head, 36 rows): the fold's fit is still usable
+                    # for out-of-fold predictions; the final heads keep the warning.
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    head.fit(x[rows], y, logreg__sample_weight=w)
                 oof[val_idx, t] = head.predict_proba(x[val_idx])[:, 1]
-        return monotone_p_sufficient(oof)
+        return oof if raw else monotone_p_sufficient(oof[:, :k])
 
 
 def head_auc(p_sufficient: np.ndarray, sufficient: np.ndarray) -> list[float]:

@@ -24,13 +24,25 @@ from serve.model.bundle import (
     write_manifest,
 )
 from serve.model.ladder import Ladder
-from serve.model.runtime import Router
+from serve.model.policy import Rule
+from serve.model.runtime import Router, monotone_p_sufficient
 from train.data.load import load_dataset
 from train.data.types import Dataset, SourceFormat, fill_costs, split_holdout
 from train.embedders.base import EmbedderChoice, TrainingEmbedder
 from train.embedders.choice import build_embedder
 from train.evaluation.operating import operating_summary
-from train.fit.export import INPUT, OUTPUT, check_parity, heads_to_onnx
+from train.fit.choose import HeadChoice, choose_heads
+from train.fit.decision import (
+    DecisionFit,
+    count_tokens,
+    fit_costs,
+    fit_decision,
+    held_out_figures,
+    input_tokens,
+    untruncated_counter,
+)
+from train.fit.export import CORRECT, INPUT, LENGTHS, check_parity, correctness_to_onnx
+from train.fit.families import HeadFamily
 from train.fit.heads import SELECTION_ROWS, ClassWeight, TierClassifier, head_auc
 from train.fit.sampling import outcome_strata, stratified_sample
 from train.fit.threshold import ThresholdTarget, calibrate_threshold
@@ -70,6 +82,11 @@ class TrainConfig:
     # Threshold and manifest metrics from rows whose outcome is known on every tier only: log
     # rows leave untried tiers unknown, and scoring them would drop rows selectively.
     score_complete_rows: bool = False
+    # How the bundle decides by default: expected utility (per-tier correctness and cost) or
+    # the cheapest tier whose p_sufficient reaches a threshold; both are calibrated.
+    decision: Rule = Rule.UTILITY
+    # Head family: chosen by cross-validated routing quality among the candidates (AUTO).
+    head: HeadFamily = HeadFamily.AUTO
     # C's cross-validation and the threshold's out-of-fold predictions use at most this many
     # rows (a stratified sample); the heads themselves fit on every row.
     selection_rows: int = SELECTION_ROWS
@@ -134,21 +151,42 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
         seed=cfg.seed,
         class_weight=cfg.class_weight,
         selection_rows=cfg.selection_rows,
+        include_top=True,
     )
     clf.fit(x_train, train_ds.sufficient, train_ds.weights)
-    # Out-of-fold predictions (threshold and validation figures) on a stratified sample: the
-    # threshold is a single number, stable long before every row of a big set is refitted 5x.
+    # Out-of-fold predictions (threshold, lambda, the quality table, the head family, the
+    # answer-length models and validation figures) on a stratified sample: settings that are
+    # single numbers are stable long before every row of a big set is refitted 5x.
     val = stratified_sample(outcome_strata(train_ds.sufficient), cfg.selection_rows, cfg.seed)
     val_ds = train_ds if len(val) == len(train_ds) else train_ds.subset(_mask(val, train_ds))
     x_val = x_train if len(val) == len(train_ds) else x_train[val]
     cost_val = fill_costs(val_ds, tokens_train[val])
-    oof = clf.out_of_fold(x_val, val_ds.sufficient, val_ds.weights)
+    oof_raw = clf.out_of_fold(x_val, val_ds.sufficient, val_ds.weights, raw=True)
     cal = _scored_rows(cfg, val_ds)
+    costs = fit_costs(
+        val_ds.ladder,
+        embedder.spec.token_cap,
+        x_val,
+        val_ds,
+        tokens_train[val],
+        count_tokens(untruncated_counter(embedder.token_counter), val_ds.texts),
+        cfg.seed,
+    )
+    choice = choose_heads(
+        cfg.head, clf, oof_raw, x_val, val_ds, costs, cal, embedder.spec.dim, cfg.seed, log
+    )
+    clf, oof_raw = choice.classifier, choice.oof_raw
+    oof = monotone_p_sufficient(oof_raw[:, : len(train_ds.ladder) - 1])
     threshold = calibrate_threshold(oof[cal], val_ds.quality[cal], cost_val[cal], cfg.target)
+    decision = fit_decision(
+        cfg.decision, costs, val_ds, oof_raw, cal, cfg.target.quality_share, threshold
+    )
     metrics: dict[str, Any] = {
         "validation": _split_metrics(oof[cal], val_ds.subset(cal), cost_val[cal], threshold)
     }
-    metrics["validation"]["method"] = f"{clf.folds}-fold out-of-fold predictions on train rows"
+    metrics["validation"]["method"] = (
+        f"{choice.logreg.folds}-fold out-of-fold predictions on train rows"
+    )
     if len(val_ds) < len(train_ds):
         metrics["validation"]["method"] += f" (a stratified sample of {len(val_ds)})"
     scored_test = _scored_rows(cfg, test_ds, fallback=False)
@@ -159,6 +197,9 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
         x_test, tokens_test = embedder.encode_with_counts(scored.texts, progress=False)
         cost_test = fill_costs(scored, tokens_test)
         metrics["test"] = _split_metrics(clf.p_sufficient(x_test), scored, cost_test, threshold)
+        metrics["test"]["rules"] = held_out_figures(
+            decision, clf.p_tier(x_test), x_test, scored, tokens_test
+        )
         metrics["test"]["method"] = (
             "explicit held-out rows, never trained on"
             if cfg.holdout_mask
@@ -170,7 +211,7 @@ def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
     clock["fit"] = time.perf_counter()
 
     result = _write_bundle(
-        cfg, ds, train_ds, test_ds, embedder, clf, x_train, threshold, metrics, rows_read
+        cfg, ds, train_ds, test_ds, embedder, choice, x_train, decision, metrics, rows_read
     )
     clock["export"] = time.perf_counter()
     seconds = {
@@ -230,14 +271,19 @@ def _write_bundle(
     train_ds: Dataset,
     test_ds: Dataset,
     embedder: TrainingEmbedder,
-    clf: TierClassifier,
+    choice: HeadChoice,
     x_train: np.ndarray,
-    threshold: float,
+    decision: DecisionFit,
     metrics: dict[str, Any],
     rows_read: int,
 ) -> Manifest:
-    graph = heads_to_onnx(clf.heads, embedder.spec.n_features)
-    parity = check_parity(graph, clf.p_tier(x_train[:256]), x_train[:256])
+    clf, logreg = choice.classifier, choice.logreg
+    graph = correctness_to_onnx(clf.heads, decision.lengths.models, embedder.spec.n_features)
+    x = x_train[:256]
+    parity = check_parity(graph, clf.p_tier(x), x, output=CORRECT)
+    length_parity = check_parity(
+        graph, decision.lengths.log_tokens(x), x, atol=1e-3, output=LENGTHS
+    )
     created = _now()
     name = cfg.name or cfg.out.name
     with atomic_bundle_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
@@ -245,7 +291,10 @@ def _write_bundle(
         embedder.write_files(tmp)
         extras = tmp / TRAINING_DIR
         extras.mkdir()
-        joblib.dump({"heads": clf.heads, "tiers": clf.tier_names}, extras / "heads.joblib")
+        joblib.dump(
+            {"heads": clf.heads, "tiers": clf.tier_names, "lengths": decision.lengths.models},
+            extras / "heads.joblib",
+        )
         (extras / "train_ids.json").write_text(json.dumps(train_ds.ids))
         files = {f: sha256_file(tmp / f) for f in [CLASSIFIER, *embedder.files]}
         manifest = Manifest(
@@ -254,19 +303,24 @@ def _write_bundle(
             created_at=created.isoformat(),
             ladder=ds.ladder,
             embedder=embedder.spec,
-            threshold=threshold,
+            threshold=decision.threshold,
             threshold_target=cfg.target.to_dict(),
             classifier={
                 "file": CLASSIFIER,
                 "input": INPUT,
-                "output": OUTPUT,
-                "algorithm": "per-tier StandardScaler + LogisticRegression; p_sufficient = "
-                "running max along the ladder, top tier = 1.0",
+                "output": CORRECT,
+                "lengths_output": LENGTHS,
+                "algorithm": f"per-tier heads of family {choice.family.value}, every tier: "
+                "p_correct = P(tier answers well); p_sufficient = running max of the non-top "
+                "tiers' p_correct along the ladder, top tier = 1.0",
+                "family": choice.family.value,
+                "family_choice": choice.figures,
                 "class_weight": cfg.class_weight.value,
-                "C": dict(zip(clf.tier_names[:-1], clf.best_c, strict=True)),
-                "cv_roc_auc": dict(zip(clf.tier_names[:-1], clf.cv_auc, strict=True)),
+                "logreg_C": dict(zip(logreg.tier_names, logreg.best_c, strict=True)),
+                "logreg_cv_roc_auc": dict(zip(logreg.tier_names, logreg.cv_auc, strict=True)),
                 "seed": cfg.seed,
                 "onnx_parity_max_abs_diff": parity,
+                "lengths_onnx_parity_max_abs_diff": length_parity,
             },
             data={
                 "inputs": [asdict(i) for i in ds.inputs],
@@ -294,17 +348,33 @@ def _write_bundle(
             versions=library_versions(),
             files=files,
             lineage=cfg.lineage,
+            decision=decision.manifest_decision(),
+            cost_model=decision.manifest_cost_model(),
         )
         write_manifest(tmp, manifest)
-        _check_served_parity(tmp, clf, embedder, train_ds.texts[:64])
+        _check_served_parity(tmp, clf, embedder, decision, train_ds.texts[:64])
     return manifest
 
 
 def _check_served_parity(
-    bundle: Path, clf: TierClassifier, embedder: TrainingEmbedder, texts: list[str]
+    bundle: Path,
+    clf: Any,
+    embedder: TrainingEmbedder,
+    decision: DecisionFit,
+    texts: list[str],
 ) -> None:
-    """Refuse to publish a bundle whose serving runtime disagrees with the training pipeline."""
+    """Refuse to publish a bundle whose serving runtime disagrees with the training pipeline:
+    probabilities, and the cost estimates the utility rule decides on."""
     router = Router.load(bundle)
-    expected = clf.p_sufficient(embedder.encode(texts, progress=False))
-    got = router.p_sufficient(texts)
-    np.testing.assert_allclose(got, expected, atol=2e-3, err_msg="served bundle != sklearn")
+    x = embedder.encode(texts, progress=False)
+    got = router.estimates(texts)
+    np.testing.assert_allclose(
+        got.p_sufficient, clf.p_sufficient(x), atol=2e-3, err_msg="served bundle != sklearn"
+    )
+    assert got.p_correct is not None
+    np.testing.assert_allclose(got.p_correct, clf.p_tier(x), atol=2e-3, err_msg="p_correct")
+    from serve.model.policy import tokens_from_log
+
+    n_in = input_tokens(decision.cost_model, embedder.token_counts(texts), texts)
+    want = decision.cost_model.costs(n_in, tokens_from_log(decision.lengths.log_tokens(x)))
+    np.testing.assert_allclose(got.cost, want, rtol=1e-2, atol=1e-9, err_msg="served costs")

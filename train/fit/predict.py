@@ -2,29 +2,55 @@
 
 Rows stream from the input to the output in batches, so memory stays flat however many rows
 the files hold; the output appears atomically when every row is written.
+
+With `sweep=N`, every row also gets the tier chosen at N settings of the bundle's knob, from
+cheapest to best (the same settings for every row: N quality values mapped through the
+bundle's calibration table, or N thresholds from 0 to 1 for bundles without one), so any
+evaluator can trace the cost-quality curve of the decision rule as served. The settings are
+written beside the predictions in `<out>.sweep.json`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
-from serve.model.runtime import Router, decide
+import numpy as np
+
+from serve.model.policy import PolicyError
+from serve.model.runtime import Router, Setting
 from train.data.load import iter_texts, no_rows_message
 from train.data.types import DataError, RowProblem, SourceFormat, TextRow
 
 BATCH = 4096
 MAX_PRINTED_PROBLEMS = 20
+MAX_SWEEP = 1000
+
+
+class PredictError(PolicyError):
+    """Options that cannot be applied to this bundle; the message says why."""
+
+
+def sweep_path(out: Path) -> Path:
+    return out.with_name(out.name + ".sweep.json")
 
 
 def predict_files(
-    model: Path, data: list[str], out: Path, threshold: float | None = None, fmt: str | None = None
+    model: Path,
+    data: list[str],
+    out: Path,
+    threshold: float | None = None,
+    fmt: str | None = None,
+    quality: float | None = None,
+    sweep: int = 0,
 ) -> int:
     router = Router.load(model)
-    tau = router.manifest.threshold if threshold is None else threshold
-    if not 0.0 <= tau <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {tau}")
+    setting = router.setting(quality, threshold)
+    if not 0 <= sweep <= MAX_SWEEP:
+        raise PredictError(f"--sweep must lie in 0..{MAX_SWEEP}, got {sweep}")
+    knob = router.knob_settings(sweep) if sweep else []
     problems: list[RowProblem] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -32,7 +58,7 @@ def predict_files(
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             for chunk in _batches(iter_texts(data, SourceFormat(fmt) if fmt else None), problems):
-                fh.write(_records(router, chunk, tau, with_source=len(data) > 1))
+                fh.write(_records(router, chunk, setting, knob, with_source=len(data) > 1))
                 written += len(chunk)
         if not written:
             raise DataError(no_rows_message(list(data), problems))
@@ -44,6 +70,8 @@ def predict_files(
     if len(problems) > MAX_PRINTED_PROBLEMS:
         print(f"... and {len(problems) - MAX_PRINTED_PROBLEMS} more bad rows")
     tmp.replace(out)
+    if knob:
+        sweep_path(out).write_text(json.dumps(_sweep_doc(setting, knob), indent=1) + "\n")
     return written
 
 
@@ -63,21 +91,41 @@ def _batches(
         yield chunk
 
 
-def _records(router: Router, chunk: list[TextRow], tau: float, with_source: bool) -> str:
+def _records(
+    router: Router, chunk: list[TextRow], setting: Setting, knob: list[Setting], with_source: bool
+) -> str:
     names = router.tier_names
-    p = router.p_sufficient([r.text for r in chunk])
-    tiers = decide(p, tau).tolist()
+    est = router.estimates([r.text for r in chunk])
+    tiers = router.decide(est, setting).tolist()
+    swept = np.column_stack([router.decide(est, s) for s in knob]).tolist() if knob else None
+    p_suff = est.p_sufficient.round(6).tolist()
+    p_corr = None if est.p_correct is None else est.p_correct.round(6).tolist()
     lines = []
-    for row, probs, tier in zip(chunk, p.round(6).tolist(), tiers, strict=True):
+    for i, row in enumerate(chunk):
         record = {
             "id": _id(row.id),
-            "tier": names[tier],
-            "p_sufficient": dict(zip(names, probs, strict=True)),
+            "tier": names[tiers[i]],
+            "p_sufficient": dict(zip(names, p_suff[i], strict=True)),
+            "cost_usd": float(est.cost[i, tiers[i]]),
         }
+        if p_corr is not None:
+            record["p_correct"] = dict(zip(names, p_corr[i], strict=True))
+        if swept is not None:
+            record["sweep"] = [names[t] for t in swept[i]]
         if with_source:
             record["source"] = row.source
         lines.append(json.dumps(record))
     return "\n".join(lines) + "\n"
+
+
+def _sweep_doc(default: Setting, knob: list[Setting]) -> dict:
+    return {
+        "order": "cheapest to best; row i of `sweep` in the predictions is the tier at setting i",
+        "rule": knob[0].rule.value,
+        "knob": "quality" if knob[0].quality is not None else "threshold",
+        "settings": [{**asdict(s), "rule": s.rule.value} for s in knob],
+        "default": {**asdict(default), "rule": default.rule.value},
+    }
 
 
 def _id(raw: str) -> int | str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from serve.model.errors import RungError
 from serve.model.ladder import Ladder
-from serve.model.runtime import Router, decide
+from serve.model.runtime import Router
 from train.data.load import load_dataset
 from train.data.types import SourceFormat
 
@@ -136,14 +136,18 @@ def simulate(cfg: SimConfig) -> SimSummary:
     ladder = _ladder(cfg, router)
     ds = load_dataset(cfg.outcomes, ladder, cfg.fmt, apply_policy=False)
     texts = ds.texts
-    p = np.concatenate(
-        [router.p_sufficient(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
-    )
+    # The bundle's own rule at its default setting (utility or threshold), or the threshold
+    # rule at an explicit --threshold: the decisions a gateway would get from /classify.
+    setting = router.setting(threshold=cfg.threshold)
+    decisions = np.concatenate(
+        [
+            router.decide(router.estimates(texts[i : i + BATCH]), setting)
+            for i in range(0, len(texts), BATCH)
+        ]
+    ).astype(int)
     counts = np.concatenate(
         [router.embedder.embed(texts[i : i + BATCH])[1] for i in range(0, len(texts), BATCH)]
     )
-    tau = router.manifest.threshold if cfg.threshold is None else cfg.threshold
-    decisions = decide(p, tau)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(ds))
     explore_draw = rng.random(len(ds)) < cfg.explore  # drawn per row, fixed by the seed

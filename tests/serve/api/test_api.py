@@ -56,14 +56,32 @@ def test_classify_answers_with_the_documented_shape(client, tiny_bundles):
     r = post(client, {"text": "hi there!"})
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"tier", "tier_index", "p_sufficient", "threshold", "model", "explore"}
+    assert set(body) == {
+        "tier",
+        "tier_index",
+        "p_sufficient",
+        "p_correct",
+        "cost_usd",
+        "rule",
+        "quality",
+        "threshold",
+        "lambda",
+        "model",
+        "explore",
+    }
     router = Router.load(tiny_bundles["a"])
-    expected = router.p_sufficient(["hi there!"])[0]
+    est = router.estimates(["hi there!"])
     assert list(body["p_sufficient"]) == ["small", "medium", "large"]
-    np.testing.assert_allclose(list(body["p_sufficient"].values()), expected, atol=1e-6)
-    want = int(np.argmax(expected >= router.manifest.threshold))
+    np.testing.assert_allclose(list(body["p_sufficient"].values()), est.p_sufficient[0], atol=1e-6)
+    np.testing.assert_allclose(list(body["p_correct"].values()), est.p_correct[0], atol=1e-6)
+    # The default: expected utility at the bundle's calibrated lambda.
+    policy = router.policy
+    assert body["rule"] == "utility" and body["threshold"] is None
+    assert body["lambda"] == policy.value and body["quality"] == policy.default_quality == 0.95
+    utility = est.p_correct[0] - policy.value * est.cost[0]
+    want = int(np.argmax(utility))
     assert body["tier_index"] == want and body["tier"] == router.tier_names[want]
-    assert body["threshold"] == router.manifest.threshold
+    assert body["cost_usd"] == pytest.approx(est.cost[0][want], rel=1e-6)
     assert body["model"] == {"name": "a", "version": router.manifest.version}
     assert body["explore"] is False
 
@@ -260,8 +278,8 @@ def test_an_internal_failure_is_a_json_500_without_a_traceback(client, monkeypat
     def boom(*args: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(router, "p_sufficient_one", boom)
-    monkeypatch.setattr(router, "p_sufficient", boom)
+    monkeypatch.setattr(router, "estimates_one", boom)
+    monkeypatch.setattr(router, "estimates", boom)
     for path, body in (
         ("/classify", {"text": "hi"}),
         ("/classify/batch", {"items": [{"text": "a"}]}),
@@ -330,14 +348,19 @@ def test_a_streamed_body_without_length_is_read_and_capped(make_client):
 
 def test_the_hot_path_encoder_writes_what_json_dumps_would(client):
     from serve.api.decision import answer, answer_json
+    from serve.model.policy import Rule
+    from serve.model.runtime import Setting
 
     served = client.app.state.ctx.holder.current
-    for p, tier, threshold, explored in (
-        ([0.25, 0.5000001, 1.0], 1, 0.5, True),
-        ([1e-9, 0.999999999, 1.0], 2, 1, False),
+    for p, p_correct, setting, explored in (
+        ([0.25, 0.5000001, 1.0], [0.25, 0.5, 0.9], Setting(Rule.THRESHOLD, 0.5), True),
+        ([1e-9, 0.999999999, 1.0], None, Setting(Rule.THRESHOLD, 1.0, 0.9), False),
+        ([0.1, 0.2, 1.0], [0.1, 0.2, 0.3], Setting(Rule.UTILITY, 41.25, 0.95), False),
     ):
-        fast = answer_json(served, p, tier, threshold, explored)
-        plain = json.dumps(
-            answer(served, p, tier, float(threshold), explored), separators=(",", ":")
-        ).encode()
-        assert fast == plain
+        cost = [1e-5, 3.0000000000000004e-05, 0.0125]
+        for tier in range(3):
+            fast = answer_json(served, tier, p, p_correct, cost, setting, explored)
+            plain = json.dumps(
+                answer(served, tier, p, p_correct, cost, setting, explored), separators=(",", ":")
+            ).encode()
+            assert fast == plain

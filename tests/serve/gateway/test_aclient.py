@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -32,11 +33,13 @@ def test_decisions_match_the_sync_client_and_reuse_one_connection(rung_url):
     first, chat, clamped, batch, stats = asyncio.run(run())
     with RungClient(rung_url, timeout_ms=5000) as sync:
         assert first == sync.classify("hi there!")
-        assert batch[1] == sync.classify(HARD)
+        _same(batch[1], sync.classify(HARD))
     assert not first.fail_open and first.model["name"] == "a"
     assert chat.tier == "large" and chat.threshold == 1.0
     assert clamped.tier == "medium"
-    assert batch[0] == first
+    # The batch route runs the heads on the whole batch: the same tier and setting, the
+    # probabilities equal to float32 rounding (a 2-row graph run vs a 1-row one).
+    _same(batch[0], first)
     assert stats == {"ok": 10, "fail_open": 0}
 
 
@@ -142,3 +145,15 @@ def test_one_client_serves_successive_event_loops(rung_url):
 def test_bad_client_configuration_is_refused(url, timeout):
     with pytest.raises(ValueError):
         AsyncRungClient(url, timeout_ms=timeout)
+
+
+def _same(a: Any, b: Any) -> None:
+    from dataclasses import asdict
+
+    da, db = asdict(a), asdict(b)
+    for key in ("p_sufficient", "p_correct"):
+        pa, pb = da.pop(key), db.pop(key)
+        assert pa.keys() == pb.keys()
+        assert all(abs(pa[k] - pb[k]) < 1e-6 for k in pa), (pa, pb)
+    assert abs(da.pop("cost_usd") - db.pop("cost_usd")) < 1e-12
+    assert da == db

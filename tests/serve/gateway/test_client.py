@@ -57,6 +57,9 @@ def test_decisions_match_the_server_and_reuse_one_connection(url):
         batch = client.classify_batch([{"text": "hi there!"}, {"text": HARD, "threshold": 0}])
         assert [d.tier for d in batch][1] == "small" and batch[0].tier == first.tier
         assert client.stats == {"ok": 10, "fail_open": 0}
+        knob = client.classify(HARD, quality=0.6)
+        assert knob.rule == "utility" and knob.quality == 0.6 and knob.cost_usd > 0
+        assert set(knob.p_correct) == {"small", "medium", "large"}
 
 
 def test_a_connection_closed_while_idle_is_replaced_without_failing(url):

@@ -139,7 +139,9 @@ def test_collected_table_trains_a_bundle_that_eval_scores_with_a_projection(tmp_
     )
     assert m, out
     top, routed, saving = (float(x.replace(",", "")) for x in m.groups())
-    assert top == pytest.approx(routed + saving, abs=0.011) and routed < top
+    # The projection's arithmetic; on this tiny table the calibrated utility rule may send
+    # everything to the top tier (no saving), so routed <= top.
+    assert top == pytest.approx(routed + saving, abs=0.011) and routed <= top
 
 
 def test_a_tier_whose_calls_all_fail_for_good_stops_the_run_early(tmp_path, llm, capsys):

@@ -209,13 +209,14 @@ def test_transformer_bundle_serves_what_training_computed(embedder, tmp_path):
 
     heads = joblib.load(cfg.out / "training" / "heads.joblib")["heads"]
     features = embedder.encode(QUERIES, progress=False)
-    raw = np.column_stack([h.predict_proba(features)[:, 1] for h in heads])
-    expected = np.maximum.accumulate(np.column_stack([raw, np.ones(len(QUERIES))]), axis=1)
+    raw = np.column_stack([h.predict_proba(features)[:, 1] for h in heads])  # every tier
+    expected = np.maximum.accumulate(np.column_stack([raw[:, :-1], np.ones(len(QUERIES))]), axis=1)
     router = Router.load(cfg.out)
     np.testing.assert_allclose(router.features(QUERIES), features, rtol=0, atol=0)
     np.testing.assert_allclose(router.p_sufficient(QUERIES), expected, atol=1e-5)
     np.testing.assert_allclose(router.p_sufficient(QUERIES[1:2]), expected[1:2], atol=1e-5)
     assert router.smoke().shape == (3,)
+    np.testing.assert_allclose(router.estimates(QUERIES).p_correct, raw, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -239,7 +239,7 @@ def test_cli_eval_and_compare(tiny, tmp_path, capsys):
     assert main(argv) == 0
     assert "gap closed" in capsys.readouterr().out
     assert main([*argv, "--threshold", "0.5"]) == 2
-    assert "--threshold applies to --model only" in capsys.readouterr().err
+    assert "--threshold / --quality apply to --model only" in capsys.readouterr().err
 
 
 def test_cli_bad_inputs_exit_2_with_one_line(tiny, tmp_path, capsys):

@@ -111,7 +111,11 @@ def test_apgr_and_cpt_follow_routellm(two):
     assert tt["router"]["apgr"] == pytest.approx(0.75)
     assert tt["router"]["cpt_50"] == pytest.approx(0.25)
     assert tt["router"]["cpt_80"] == pytest.approx(0.4)
-    assert tt["random"] == pytest.approx({"apgr": 0.5, "cpt_50": 0.5, "cpt_80": 0.8})
+    assert tt["random"] == pytest.approx(
+        {"apgr": 0.5, "apgr_cost": 0.5, "cpt_50": 0.5, "cpt_80": 0.8}
+    )
+    # Every row costs the same on each tier, so the cost axis is the share of strong calls.
+    assert tt["router"]["apgr_cost"] == pytest.approx(0.75)
     assert tt["heuristic"]["apgr"] == pytest.approx(0.5)  # always-large lies on the diagonal
     assert tt["oracle"]["apgr"] == pytest.approx(0.75)
 
@@ -227,3 +231,31 @@ def test_heuristic_on_other_ladders():
     assert heuristic_decisions(["hi", "explain why"], 4).tolist() == [0, 3]
     assert is_reasoning("a COMPARISON of two") and not is_reasoning("a comparable size")
     assert is_code("int main() {") and not is_code("How tall is Everest?")
+
+
+def test_a_served_rule_is_scored_by_its_own_decisions_not_the_threshold():
+    """A RuleCurve (the utility rule as served) drives the router curve and the default point;
+    the threshold rule on the same p_sufficient is kept beside it for comparison."""
+    from dataclasses import replace
+
+    from train.evaluation.scoring import RuleCurve
+
+    calls = []
+
+    def decide(value: float, lo: int, hi: int) -> np.ndarray:
+        calls.append((value, lo, hi))
+        # value 2: every row small; value 1: the perfect routing; value 0: every row large.
+        d = {2.0: [0, 0, 0, 0], 1.0: [0, 0, 1, 1], 0.0: [1, 1, 1, 1]}[value]
+        return np.clip(np.array(d), lo, hi)
+
+    rule = RuleCurve("utility", [2.0, 1.0, 0.0], 1.0, "utility, quality 1", decide, [0.5, 1.0, 1.0])
+    # Useless p_sufficient: the threshold rule cannot tell the rows apart.
+    inp = replace(TWO, p_sufficient=np.array([[0.5, 1.0]] * 4), rule=rule)
+    got = score(inp)
+    assert (1.0, 0, 1) in calls
+    d = got["default"]
+    assert d["rule"] == "utility" and d["label"] == "utility, quality 1"
+    assert d["quality"] == pytest.approx(1.0) and d["cost_usd"] == pytest.approx(22.0)
+    assert [r["setting"] for r in got["router_sweep"]] == [2.0, 1.0, 0.0]
+    assert got["gap_closed"] == pytest.approx(1.0)  # the oracle's curve
+    assert got["gap_closed_threshold_rule"] == pytest.approx(0.0)  # random mixing's

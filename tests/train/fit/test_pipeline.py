@@ -9,14 +9,12 @@ import numpy as np
 import pytest
 
 from serve.model.bundle import CLASSIFIER, MANIFEST, BundleError, read_manifest
-from serve.model.ladder import default_ladder
 from serve.model.runtime import Router, decide, extra_features
 from tests.support.paths import SHARED
 from train.cli import main
 from train.data.types import DataError
 from train.fit.export import check_parity, heads_to_onnx
 from train.fit.heads import TierClassifier
-from train.fit.pipeline import TrainConfig, train_bundle
 from train.fit.threshold import ThresholdTarget, calibrate_threshold
 
 
@@ -121,10 +119,18 @@ def test_served_bundle_matches_the_training_pipeline(tiny_bundle):
     features = np.concatenate([vec.astype(np.float32), extra], axis=1)
     np.testing.assert_allclose(features, emb.encode(texts, progress=False), atol=1e-5)
     expected_raw = np.column_stack([h.predict_proba(features)[:, 1] for h in heads])
-    expected = np.maximum.accumulate(np.column_stack([expected_raw, np.ones(3)]), axis=1)
+    assert expected_raw.shape == (3, 3)  # schema 2: a head for every tier, the top included
+    expected = np.maximum.accumulate(np.column_stack([expected_raw[:, :2], np.ones(3)]), axis=1)
     router = Router.load(bundle)
     np.testing.assert_allclose(router.p_sufficient(texts), expected, atol=1e-4)
     np.testing.assert_allclose(router.p_sufficient(texts[:1]), expected[:1], atol=1e-4)
+    est = router.estimates(texts)
+    np.testing.assert_allclose(est.p_correct, expected_raw, atol=1e-4)
+    for i, text in enumerate(texts):  # the single-text hot path gives the batch's numbers
+        p_suff, p_corr, cost = router.estimates_one(text)
+        np.testing.assert_allclose(p_suff, est.p_sufficient[i], atol=1e-6)
+        np.testing.assert_allclose(p_corr, est.p_correct[i], atol=1e-6)
+        np.testing.assert_allclose(cost, est.cost[i], rtol=1e-6)
 
 
 def test_a_tampered_bundle_is_refused(tiny_bundle, tmp_path):
@@ -168,25 +174,26 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED / "routerbench").is_dir(), reason="../shared/data absent")
-def test_routerbench_model_beats_random_mixing_on_held_out_rows(tmp_path):
+def test_routerbench_model_beats_random_mixing_on_held_out_rows(routerbench_bundle):
     """Trained with the fixed hash split held out, scored on those rows only."""
     from train.evaluation.evaluate import evaluate
 
-    cfg = TrainConfig(
-        data=[str(SHARED / "routerbench")],
-        out=tmp_path / "rb",
-        ladder=default_ladder(),
-        progress=False,
-    )
-    result = train_bundle(cfg, log=lambda *_: None)
+    bundle, result = routerbench_bundle
     assert result.test_rows > 300
-    scored = evaluate(cfg.out, [SHARED / "routerbench"], split="holdout")
+    scored = evaluate(bundle, [SHARED / "routerbench"], split="holdout")
     summary, metrics = scored.summary(), scored.metrics
     assert summary["rows"] == result.test_rows
-    # At its calibrated threshold: more quality than random mixing of tiers at the same cost.
+    # At its calibrated setting: more quality than random mixing of tiers at the same cost.
     default = metrics["default"]
-    assert default["quality"] > default["random_quality_at_same_cost"] + 0.005
+    assert default["rule"] == "utility"
+    assert default["quality"] > default["random_quality_at_same_cost"] + 0.02
     # Keeping 95% of GPT-4's quality costs clearly less than mixing tiers at random.
     target = next(t for t in metrics["targets"] if t["share_of_top_quality"] == 0.95)
-    assert target["cost"]["router"] < 0.9 * target["cost"]["random"]
+    assert target["cost"]["router"] < 0.8 * target["cost"]["random"]
+    # The utility rule's curve: a fifth of the random-to-oracle gap or more (issue 11's
+    # target; measured 0.30), above the threshold rule's on the same bundle (measured -0.18).
+    assert metrics["gap_closed"] >= 0.2
+    assert metrics["gap_closed"] > metrics["gap_closed_threshold_rule"]
+    # The held-out cost estimate is close to RouterBench's recorded costs.
+    est = result.manifest.metrics["test"]["rules"]["cost_estimate"]["learned_or_fallback"]
+    assert all(0.9 < t["total_ratio"] < 1.1 for t in est.values())
