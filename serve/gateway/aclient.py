@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from serve.gateway.client import Decision, _Failure, _parse, _request
+from serve.gateway.client import Decision, FailOpen, _Failure, _parse, _request
 
 
-class AsyncRungClient:
+class AsyncRungClient(FailOpen):
     """`await classify(...)` against `POST /classify`; falls back to `fail_open_tier` on trouble.
 
     timeout_ms bounds connecting, sending and reading together. cooldown_ms: after a timeout,
@@ -113,23 +113,6 @@ class AsyncRungClient:
         await self.aclose()
 
     # -- internals --------------------------------------------------------------------------
-
-    def _decision(self, raw: dict[str, Any]) -> Decision:
-        try:
-            decision = Decision.from_json(raw)
-        except (KeyError, TypeError) as exc:
-            return self._fallback(f"unexpected response: missing {exc}")
-        if not self._ladder:
-            self._ladder = list(decision.p_sufficient)
-        self.stats["ok"] += 1
-        return decision
-
-    def _fallback(self, error: str) -> Decision:
-        self.stats["fail_open"] += 1
-        index = (
-            self._ladder.index(self.fail_open_tier) if self.fail_open_tier in self._ladder else None
-        )
-        return Decision(tier=self.fail_open_tier, tier_index=index, fail_open=True, error=error)
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()

@@ -62,7 +62,33 @@ class _Failure(Exception):
         self.down = down
 
 
-class RungClient:
+class FailOpen:
+    """What the sync and async clients share: turning a response into a `Decision`, or
+    trouble into the fail-open one, with the counters both expose."""
+
+    fail_open_tier: str
+    _ladder: list[str]
+    stats: dict[str, int]
+
+    def _decision(self, raw: dict[str, Any]) -> Decision:
+        try:
+            decision = Decision.from_json(raw)
+        except (KeyError, TypeError) as exc:
+            return self._fallback(f"unexpected response: missing {exc}")
+        if not self._ladder:
+            self._ladder = list(decision.p_sufficient)
+        self.stats["ok"] += 1
+        return decision
+
+    def _fallback(self, error: str) -> Decision:
+        self.stats["fail_open"] += 1
+        index = (
+            self._ladder.index(self.fail_open_tier) if self.fail_open_tier in self._ladder else None
+        )
+        return Decision(tier=self.fail_open_tier, tier_index=index, fail_open=True, error=error)
+
+
+class RungClient(FailOpen):
     """Call `POST /classify` with connection reuse; fall back to `fail_open_tier` on trouble.
 
     timeout_ms bounds connecting, sending and waiting for the response (set on the socket
@@ -142,23 +168,6 @@ class RungClient:
         self.close()
 
     # -- internals --------------------------------------------------------------------------
-
-    def _decision(self, raw: dict[str, Any]) -> Decision:
-        try:
-            decision = Decision.from_json(raw)
-        except (KeyError, TypeError) as exc:
-            return self._fallback(f"unexpected response: missing {exc}")
-        if not self._ladder:
-            self._ladder = list(decision.p_sufficient)
-        self.stats["ok"] += 1
-        return decision
-
-    def _fallback(self, error: str) -> Decision:
-        self.stats["fail_open"] += 1
-        index = (
-            self._ladder.index(self.fail_open_tier) if self.fail_open_tier in self._ladder else None
-        )
-        return Decision(tier=self.fail_open_tier, tier_index=index, fail_open=True, error=error)
 
     def _connect(self, deadline: float) -> http.client.HTTPConnection:
         left = deadline - time.monotonic()

@@ -35,7 +35,13 @@ from serve.gateway.escalation import (
     shared_log,
     text_of,
 )
-from serve.gateway.plugin import DECISIONS, KNOBS, DecisionMemo, client_from, rung_metadata
+from serve.gateway.plugin import (
+    DECISIONS,
+    KNOBS,
+    DecisionMemo,
+    RungConfigured,
+    rung_metadata,
+)
 from serve.gateway.settings import GatewaySettings
 
 log = logging.getLogger("rung.gateway")
@@ -57,7 +63,7 @@ def _seconds(start: Any, end: Any) -> float | None:
     return None
 
 
-class RungHook(CustomLogger):
+class RungHook(CustomLogger, RungConfigured):
     """Pre-call routing by model group and escalation-log writing; never fails a request."""
 
     def __init__(
@@ -75,18 +81,6 @@ class RungHook(CustomLogger):
         self.stats = {"routed": 0, "pinned": 0, "fail_open": 0, "logged": 0, "unmapped": 0}
 
     # -- configuration, read on first use ---------------------------------------------------
-
-    @property
-    def settings(self) -> GatewaySettings:
-        if self._settings is None:
-            self._settings = GatewaySettings()
-        return self._settings
-
-    @property
-    def client(self) -> AsyncRungClient:
-        if self._client is None:
-            self._client = client_from(self.settings)
-        return self._client
 
     @property
     def escalation_log(self) -> EscalationLog | None:

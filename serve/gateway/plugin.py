@@ -77,7 +77,27 @@ def client_from(settings: GatewaySettings) -> AsyncRungClient:
     )
 
 
-class RungClassifier:
+class RungConfigured:
+    """Settings and the rung client, built on first use (from the environment unless given):
+    what the classifier plugin and the pre-call hook share."""
+
+    _settings: GatewaySettings | None
+    _client: AsyncRungClient | None
+
+    @property
+    def settings(self) -> GatewaySettings:
+        if self._settings is None:
+            self._settings = GatewaySettings()
+        return self._settings
+
+    @property
+    def client(self) -> AsyncRungClient:
+        if self._client is None:
+            self._client = client_from(self.settings)
+        return self._client
+
+
+class RungClassifier(RungConfigured):
     """LiteLLM `ClassifierPlugin`: `async classify(context) -> str | None`, never raising.
 
     Settings come from `RUNG_*` environment variables on first use unless given. LiteLLM
@@ -94,18 +114,6 @@ class RungClassifier:
         self._client: AsyncRungClient | None = None
         self.memo = memo if memo is not None else DECISIONS
         self.stats = {"classified": 0, "declined": 0}
-
-    @property
-    def settings(self) -> GatewaySettings:
-        if self._settings is None:
-            self._settings = GatewaySettings()
-        return self._settings
-
-    @property
-    def client(self) -> AsyncRungClient:
-        if self._client is None:
-            self._client = client_from(self.settings)
-        return self._client
 
     async def classify(self, context: Any) -> str | None:
         try:

@@ -26,12 +26,18 @@ def operating_summary(
     names: list[str],
 ) -> dict[str, Any]:
     """Quality, cost and traffic share at one threshold, next to always-top."""
-    decisions = decide(p_sufficient, threshold)
+    summary = decisions_summary(decide(p_sufficient, threshold), quality, cost, names)
+    return {"threshold": float(threshold), **summary}
+
+
+def decisions_summary(
+    decisions: np.ndarray, quality: np.ndarray, cost: np.ndarray, names: list[str]
+) -> dict[str, Any]:
+    """Quality, cost and traffic share of decisions of any rule, next to always-top."""
     point = operating_point(decisions, quality, cost)
     top = operating_point(np.full(len(decisions), len(names) - 1), quality, cost)
     share = np.bincount(decisions, minlength=len(names)) / max(len(decisions), 1)
     return {
-        "threshold": float(threshold),
         "rows": int(len(decisions)),
         "quality": point.quality,
         "cost_usd": point.cost,
@@ -39,5 +45,5 @@ def operating_summary(
         "top_tier_cost_usd": top.cost,
         "quality_share_of_top": point.quality / top.quality if top.quality else float("nan"),
         "cost_share_of_top": point.cost / top.cost if top.cost else float("nan"),
-        "traffic_share": {n: float(s) for n, s in zip(names, share, strict=True)},
+        "traffic_share": {n: float(x) for n, x in zip(names, share, strict=True)},
     }

@@ -16,7 +16,7 @@ import numpy as np
 
 from train.evaluation import metrics as m
 from train.evaluation.baselines import anchored_envelope, oracle, random_envelope
-from train.evaluation.operating import operating_summary
+from train.evaluation.operating import decisions_summary, operating_summary
 
 QUALITY_TARGETS = (0.90, 0.95, 1.00)  # shares of the always-top-tier quality
 CPT_TARGETS = (0.5, 0.8)  # RouteLLM's CPT(50%) and CPT(80%)
@@ -421,25 +421,6 @@ def _shortfall(
     diff = np.array([m.quality_at_cost(router, c) - m.quality_at_cost(random, c) for c in grid])
     i = int(np.nanargmin(diff))
     return {"min_difference": float(diff[i]), "at_cost_share": float(grid[i] / c_max)}
-
-
-def decisions_summary(
-    decisions: np.ndarray, quality: np.ndarray, cost: np.ndarray, names: list[str]
-) -> dict[str, Any]:
-    """`operating_summary` for decisions of any rule."""
-    point = m.operating_point(decisions, quality, cost)
-    top = m.operating_point(np.full(len(decisions), len(names) - 1), quality, cost)
-    share = np.bincount(decisions, minlength=len(names)) / max(len(decisions), 1)
-    return {
-        "rows": int(len(decisions)),
-        "quality": point.quality,
-        "cost_usd": point.cost,
-        "top_tier_quality": top.quality,
-        "top_tier_cost_usd": top.cost,
-        "quality_share_of_top": point.quality / top.quality if top.quality else float("nan"),
-        "cost_share_of_top": point.cost / top.cost if top.cost else float("nan"),
-        "traffic_share": {n: float(x) for n, x in zip(names, share, strict=True)},
-    }
 
 
 def _pct(x: float) -> str:

@@ -28,6 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 from serve.model.runtime import monotone_p_sufficient
 from train.fit.heads import ConstantHead, TierClassifier, _check_target, _one_class
+from train.fit.sampling import fold_strata
 
 KNN_NEIGHBOURS = 25
 KNN_MAX_ROWS = 4000  # serving computes a distance to every training row of every head
@@ -116,7 +117,7 @@ class FamilyClassifier:
         raw: bool = True,
     ) -> np.ndarray:
         k = len(self.tier_names)
-        key = _strata(sufficient[:, : k - 1], self.folds)
+        key = fold_strata(sufficient[:, : k - 1], self.folds)
         splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         oof = np.full((len(x), k), np.nan)
         for fit_idx, val_idx in splitter.split(x, key):
@@ -125,17 +126,6 @@ class FamilyClassifier:
                 head = self._fit_one(t, x[rows], sufficient[rows, t].astype(int))
                 oof[val_idx, t] = head.predict_proba(x[val_idx])[:, 1]
         return oof if raw else monotone_p_sufficient(oof[:, : k - 1])
-
-
-def _strata(sufficient: np.ndarray, folds: int) -> np.ndarray:
-    """The same stratification as TierClassifier.out_of_fold, so folds match across families."""
-    k = sufficient.shape[1]
-    strata = np.nan_to_num(sufficient, nan=2).astype(int)
-    key = strata @ (3 ** np.arange(k))
-    _, key = np.unique(key, return_inverse=True)
-    counts = np.bincount(key)
-    key[counts[key] < folds] = -1
-    return key
 
 
 @dataclass

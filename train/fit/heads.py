@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from serve.model.runtime import monotone_p_sufficient
 from train.data.types import DataError
-from train.fit.sampling import outcome_strata, stratified_sample
+from train.fit.sampling import fold_strata, stratified_sample
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 MIN_ROWS_PER_CLASS = 5
@@ -226,9 +226,7 @@ class TierClassifier:
         heads that never saw it: held-out data for the threshold, without giving up rows to a
         separate validation split."""
         k = len(self.tier_names) - 1
-        _, key = np.unique(outcome_strata(sufficient[:, :k]), return_inverse=True)
-        counts = np.bincount(key)
-        key[counts[key] < self.folds] = -1  # rare strata pooled so the split stays stratified
+        key = fold_strata(sufficient[:, :k], self.folds)
         splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         oof = np.full((len(x), self.n_heads), np.nan)
         for fit_idx, val_idx in splitter.split(x, key):

@@ -36,3 +36,13 @@ def outcome_strata(sufficient: np.ndarray) -> np.ndarray:
     """One key per pattern of known / sufficient / insufficient outcomes across the tiers."""
     codes = np.nan_to_num(sufficient, nan=2).astype(np.int64)
     return codes @ (3 ** np.arange(codes.shape[1], dtype=np.int64))
+
+
+def fold_strata(sufficient: np.ndarray, folds: int) -> np.ndarray:
+    """Stratification key for out-of-fold splits: the outcome pattern, with strata rarer than
+    `folds` pooled so the split stays stratified. Shared by every head family so their folds
+    match."""
+    _, key = np.unique(outcome_strata(sufficient), return_inverse=True)
+    counts = np.bincount(key)
+    key[counts[key] < folds] = -1
+    return key
