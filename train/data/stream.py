@@ -22,6 +22,7 @@ from train.data.types import DataError, Dataset, InputFile, RawRow, RowProblem, 
 
 BATCH = 4096  # rows per batch: texts of one batch at a time
 KEEP_PROBLEMS = 10  # bad-row examples kept; the rest are only counted
+HASH_CHUNK = 1 << 16  # bytes read at a time to hash an input (as fast as 1 MB, 16x less held)
 
 
 @dataclass
@@ -95,7 +96,7 @@ class RowStream:
             self.inputs.append(
                 InputFile(
                     str(path),
-                    sha256_file(path),
+                    sha256_file(path, HASH_CHUNK),
                     kind.value,
                     self.rows_read - good_before,
                     self.bad_rows - bad_before,

@@ -206,6 +206,9 @@ class ModelTally:
         yield from zip(self.p_low, self.outcomes.quality, self.outcomes.cost, strict=True)
 
     def distinct_p(self) -> np.ndarray:
-        """Every distinct non-top p value (sorted, float64), without one all-rows array."""
-        parts = [np.unique(ch).astype(np.float64) for ch in self.p_low]
-        return np.unique(np.concatenate(parts)) if parts else np.zeros(0)
+        """Every distinct non-top p value (sorted, float64). Deduplicated chunk by chunk and
+        in float32 while the chunks are, so the all-rows intermediates stay small."""
+        if not self.p_low:
+            return np.zeros(0)
+        values = np.concatenate([np.unique(ch) for ch in self.p_low])
+        return np.unique(values).astype(np.float64)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from serve.model.bundle import TOKENIZER
 from serve.model.errors import RungError
 from serve.model.ladder import Ladder
 from serve.model.policy import Rule
@@ -112,7 +113,12 @@ class TokenCounter:
         limits = tok.truncation
         # Content tokens at or above this may have been cut ([CLS] / [SEP] counted or not).
         self.cap = int(limits["max_length"]) - 2 if limits else None
-        self.counter = Tokenizer.from_str(tok.to_str())
+        # The bundle's file is the embedder's tokenizer before its cap; reading it in Rust
+        # skips a ~3 MB Python string that `to_str()` would build.
+        path = router.root / TOKENIZER
+        self.counter = (
+            Tokenizer.from_file(str(path)) if path.is_file() else Tokenizer.from_str(tok.to_str())
+        )
         self.counter.no_truncation()
         self.counter.no_padding()
 
