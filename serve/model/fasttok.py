@@ -93,7 +93,11 @@ class WordPieceShortcut:
     def _learn(self, char: str) -> None:
         """Decide what `char` becomes, from the tokenizer's own normalizer and pre-tokenizer."""
         self.known.add(char)
-        out = self._normalize(char)
+        try:
+            out = self._normalize(char)
+        except UnicodeError:  # a lone surrogate: the real tokenizer decides what to do
+            self.unsafe.add(char)
+            return
         pieces = []
         for c in out:
             if c == " ":
