@@ -91,7 +91,7 @@ def in_process(model: Path, n: int) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     explorer = Explorer(0.0)
     out: dict[str, Any] = {"load_s": load_s}
-    cache = getattr(served.router.embedder, "ascii", None)
+    cache = getattr(served.router.embedder, "shortcut", None)
     sets = (
         ("short", SHORT, False),
         ("150 words", LONG, False),

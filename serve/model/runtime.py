@@ -26,7 +26,7 @@ from serve.model.bundle import (
     read_manifest,
     verify_files,
 )
-from serve.model.fasttok import AsciiWordPiece
+from serve.model.fasttok import WordPieceShortcut
 from serve.model.policy import (
     CostModel,
     Policy,
@@ -73,7 +73,7 @@ class StaticEmbedder:
         self.dim = int(table.shape[1])
         self.tokenizer = tokenizer
         self.normalize = normalize
-        self.ascii = AsciiWordPiece.for_tokenizer(tokenizer)  # single-text shortcut, or None
+        self.shortcut = WordPieceShortcut.for_tokenizer(tokenizer)  # exact, faster; or None
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if len(texts) == 1:
@@ -83,24 +83,18 @@ class StaticEmbedder:
         else:
             token_ids = self._batch_ids(texts)
             counts = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(texts))
-            vec = self._zeros(len(texts))
-            # Row by row: gathering every token's vector first (then reduceat) wrote ~100 KB
-            # per text and ran 30x slower on long texts than summing each text's rows in place.
-            table = self.table
-            for row, row_ids in enumerate(token_ids):
-                if row_ids:
-                    vec[row] = table.take(row_ids, axis=0).sum(axis=0) / len(row_ids)
+            vec = self._mean_vectors(token_ids, counts)
         if self.normalize:
             norms = np.linalg.norm(vec, axis=1, keepdims=True)
             vec = vec / np.maximum(norms, 1e-12)
         return vec.astype(np.float32, copy=False), counts
 
     def _batch_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text: the exact ASCII shortcut where it applies (about 7x cheaper
+        """Token ids per text: the exact shortcut where it applies (several times cheaper
         than building `Encoding`s), one `encode_batch` call for the rest."""
-        fast = self.ascii
+        fast = self.shortcut
         out: list[list[int] | None] = (
-            [fast.ids(t) for t in texts] if fast is not None else [None] * len(texts)
+            fast.ids_batch(texts) if fast is not None else [None] * len(texts)
         )
         rest = [i for i, ids in enumerate(out) if ids is None]
         if rest:
@@ -108,6 +102,19 @@ class StaticEmbedder:
             for i, enc in zip(rest, encs, strict=True):
                 out[i] = enc.ids
         return out  # type: ignore[return-value]
+
+    def _mean_vectors(self, token_ids: list[list[int]], counts: np.ndarray) -> np.ndarray:
+        """Mean token vector per text, summed row by row in place. Measured alternatives, per
+        text of ~110 tokens: this 27 us; one gather per group of texts and `np.add.reduceat`
+        123 us; a float64 cumsum over the group 458 us (they write and re-read every token's
+        vector, ~100 KB a text)."""
+        vec = self._zeros(len(token_ids))
+        table = self.table
+        for row, row_ids in enumerate(token_ids):
+            if row_ids:
+                vec[row] = table.take(row_ids, axis=0).sum(axis=0)
+        vec /= np.maximum(counts, 1).astype(np.float32)[:, None]
+        return vec
 
     def _zeros(self, n: int) -> np.ndarray:
         return np.zeros((n, self.dim), dtype=np.float32)
@@ -118,7 +125,7 @@ class StaticEmbedder:
         Same numbers as `embed([text])` with fewer numpy calls (the server's hot path): with
         normalisation on, the sum normalises to the same unit vector as the mean.
         """
-        ids = self.ascii.ids(text) if self.ascii is not None else None
+        ids = self.shortcut.ids(text) if self.shortcut is not None else None
         if ids is None:
             ids = self.tokenizer.encode(text, add_special_tokens=False).ids
         n = len(ids)

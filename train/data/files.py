@@ -37,9 +37,25 @@ def json_lines(path: Path) -> Iterator[tuple[int, Any] | RowProblem]:
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield RowProblem(str(path), lineno, f"invalid JSON: {exc.msg}")
+                continue
+            if "\\u" in line and not _encodable(value):
+                yield RowProblem(
+                    str(path), lineno, "a string holds a lone surrogate (\\ud800-\\udfff)"
+                )
+                continue
+            yield lineno, value
+
+
+def _encodable(value: Any) -> bool:
+    """Python's json accepts escaped lone surrogates, which no tokenizer (or UTF-8) can take."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def detect_format(path: Path) -> SourceFormat:

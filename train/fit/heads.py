@@ -27,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from serve.model.runtime import monotone_p_sufficient
 from train.data.types import DataError
 from train.fit.sampling import fold_strata, stratified_sample
+from train.fit.threads import one_thread, threads_for
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 MIN_ROWS_PER_CLASS = 5
@@ -158,8 +159,10 @@ class TierClassifier:
                 self.cv_auc.append(float("nan"))
                 continue
             sel = stratified_sample(y, self.selection_rows, self.seed)
-            c, auc = self._choose_c(x[np.flatnonzero(known)[sel]], y[sel], w, sel)
-            head = self._fit_scaled_in_place(x, known, y, w, c)
+            with one_thread():
+                c, auc = self._choose_c(x[np.flatnonzero(known)[sel]], y[sel], w, sel)
+            with threads_for(len(y), x.shape[1]):
+                head = self._fit_scaled_in_place(x, known, y, w, c)
             self.heads.append(head)
             self.best_c.append(c)
             self.cv_auc.append(auc)

@@ -45,6 +45,7 @@ from train.fit.export import CORRECT, INPUT, LENGTHS, check_parity, correctness_
 from train.fit.families import HeadFamily
 from train.fit.heads import SELECTION_ROWS, ClassWeight, TierClassifier, head_auc
 from train.fit.sampling import outcome_strata, stratified_sample
+from train.fit.threads import one_thread
 from train.fit.threshold import ThresholdTarget, calibrate_threshold
 
 LIBRARIES = (
@@ -121,6 +122,13 @@ def _now() -> dt.datetime:
 
 
 def train_bundle(cfg: TrainConfig, log: Any = print) -> TrainResult:
+    """Train, calibrate and write a bundle. Model selection runs on one BLAS thread
+    (train.fit.threads says why); fits on every row of a big set lift the limit."""
+    with one_thread():
+        return _train_bundle(cfg, log)
+
+
+def _train_bundle(cfg: TrainConfig, log: Any) -> TrainResult:
     import time
 
     clock = {"start": time.perf_counter()}

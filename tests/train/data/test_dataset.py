@@ -85,6 +85,20 @@ def test_labelled_jsonl_counts_bad_rows_with_line_numbers(tmp_path):
     ]
 
 
+def test_a_lone_surrogate_is_a_bad_row_not_a_crash(tmp_path):
+    """Python's json decodes an escaped lone surrogate, which no tokenizer can encode."""
+    path = tmp_path / "q.jsonl"
+    lines = [
+        '{"id": "a", "text": "caf\\u00e9 \\ud83d\\ude00", "tier": "small"}',  # a real pair
+        '{"id": "b", "text": "broken \\ud800 half", "tier": "small"}',
+        '{"id": "c", "text": "fine", "tier": "large"}',
+    ]
+    path.write_text("\n".join(lines))
+    ds = load_dataset([path], default_ladder())
+    assert ds.ids == ["a", "c"] and ds.texts[0] == "café \U0001f600"
+    assert [(p.line, "lone surrogate" in p.reason) for p in ds.problems] == [(2, True)]
+
+
 def test_labelled_csv_reads(tmp_path):
     path = tmp_path / "q.csv"
     path.write_text('text,tier\n"hi, you",small\nwhat is 2+2,medium\n')

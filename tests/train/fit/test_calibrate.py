@@ -51,3 +51,34 @@ def test_the_threshold_rule_gets_a_table_too():
     taus = [p.value for p in table]
     assert all(b >= a for a, b in zip(taus, taus[1:], strict=False))
     assert 0.4 < table[-1].value <= 0.8  # rows 2, 3 go up, rows 0, 1 stay down
+
+
+@pytest.mark.parametrize("rule", [Rule.UTILITY, Rule.THRESHOLD])
+def test_the_blocked_sweep_scores_every_setting_as_deciding_it_alone(rule, monkeypatch):
+    """Random rows with ties, unknown outcomes and three tiers; blocks of 7 settings so the
+    block edges are crossed."""
+    from serve.model.policy import decide_threshold
+    from train.evaluation.metrics import operating_point
+    from train.fit import calibrate as cal
+
+    rng = np.random.default_rng(3)
+    n = 60
+    p = np.round(rng.uniform(size=(n, 3)), 1)  # coarse values: many ties
+    if rule is Rule.THRESHOLD:
+        p = np.maximum.accumulate(p, axis=1)
+        p[:, -1] = 1.0
+    cost_est = np.round(rng.uniform(0.1, 1, size=(n, 3)).cumsum(axis=1), 1)
+    quality = rng.integers(0, 2, size=(n, 3)).astype(float)
+    quality[rng.uniform(size=(n, 3)) < 0.1] = np.nan
+    cost_true = cost_est * rng.uniform(0.5, 2, size=(n, 1))
+    monkeypatch.setattr(cal, "_BLOCK_CELLS", 7 * n * 3)
+    s = sweep(rule, p, cost_est, quality, cost_true)
+    assert len(s.values) > 7
+    for v, q, c in zip(s.values, s.quality, s.cost, strict=True):
+        if rule is Rule.UTILITY:
+            d = decide_utility(p, cost_est, float(v))
+        else:
+            d = decide_threshold(p, float(v))
+        want = operating_point(d, quality, cost_true)
+        assert c == pytest.approx(want.cost, rel=1e-12)
+        assert q == pytest.approx(want.quality, rel=1e-12)
