@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,12 +232,13 @@ def evaluate(
     label: str | None = None,
     quality: float | None = None,
     batch: int = BATCH,
+    progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Score one bundle. `ladder` defaults to the bundle's manifest ladder and must have its
     tier names; the default operating point is the bundle's own (its rule at its calibrated
     setting), or the threshold rule at `threshold`, or the bundle's rule at the `quality`
     knob; `costs` ([n, K] USD, rows after the split) skips estimation; `batch` rows are read,
-    embedded and scored at a time."""
+    embedded and scored at a time, and `progress(n)` hears of each batch's rows read."""
     router = load_router(model)
     eval_ladder = ladder or router.manifest.ladder
     check_ladder(eval_ladder, router)
@@ -245,7 +246,8 @@ def evaluate(
     rows = open_rows(data, eval_ladder, fmt, batch)
     outcomes = Outcomes(eval_ladder.names, eval_ladder.pass_mark)
     scored, setting, tau = _scored(router, outcomes, threshold, quality)
-    done = run_pass(rows, eval_ladder, split, seen_ids(split, [router]), [scored], costs)
+    seen = seen_ids(split, [router])
+    done = run_pass(rows, eval_ladder, split, seen, [scored], costs, progress)
     name = label or (str(model) if not isinstance(model, Router) else router.manifest.version)
     return _result(scored, setting, tau, done, split, name)
 
@@ -257,6 +259,7 @@ def compare(
     fmt: SourceFormat | str | None = None,
     split: Split | str = Split.ALL,
     batch: int = BATCH,
+    progress: Callable[[int], None] | None = None,
 ) -> Comparison:
     """Score every model on the same rows and costs, in one pass over the data. The ladder
     defaults to the first model's; every model must share its tier names. Costs are
@@ -273,7 +276,7 @@ def compare(
     outcomes = Outcomes(eval_ladder.names, eval_ladder.pass_mark)
     prepared = [_scored(r, outcomes, None, None) for r in routers]
     scored = [s for s, _, _ in prepared]
-    done = run_pass(rows, eval_ladder, split, seen_ids(split, routers), scored)
+    done = run_pass(rows, eval_ladder, split, seen_ids(split, routers), scored, None, progress)
     labels = _labels(models, routers)
     results = [
         _result(s, setting, tau, done, split, label)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -186,16 +186,20 @@ def run_pass(
     seen: set[str],
     models: list[Scored],
     costs: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> PassResult:
     """Read every batch once. Costs are measured where the data has them, else estimated
     from the first model's tokenizer (so every model is scored on the same costs), unless
-    the caller gives them ([rows after the split, K] USD)."""
+    the caller gives them ([rows after the split, K] USD). `progress(n)` hears of each
+    batch's n rows read."""
     outcomes = models[0].tally.outcomes
     k = len(ladder)
     counter: TokenCounter | None = None
     measured = estimated = tokens = before = 0
     for part in rows:
         before += len(part)
+        if progress is not None:
+            progress(len(part))
         mask = split_mask(part.ids, split, seen)
         if mask is not None:
             part = part.subset(mask)

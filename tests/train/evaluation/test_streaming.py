@@ -192,3 +192,11 @@ def test_memory_grows_by_a_few_bytes_per_row_not_by_the_texts(bundle, tmp_path, 
     assert held_per_row < MAX_HELD_BYTES_PER_ROW, f"{held_per_row:.1f} bytes held per row"
     assert peak_per_row < MAX_PEAK_BYTES_PER_ROW, f"{peak_per_row:.1f} bytes peak per row"
     assert whole_table > 4 * MAX_PEAK_BYTES_PER_ROW, f"{whole_table:.0f}"  # the bound bites
+
+
+def test_progress_hears_every_row_read(bundle):
+    heard: list[int] = []
+    data = [bundle["data"]]
+    res = evaluate(bundle["bundle"], data, split="holdout", batch=5, progress=heard.append)
+    assert sum(heard) == 36 and max(heard) == 5  # every row read, split or not
+    assert res.data["rows"] < 36
