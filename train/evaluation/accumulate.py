@@ -19,7 +19,7 @@ import numpy as np
 
 from train.evaluation import metrics as m
 from train.evaluation.baselines import oracle
-from train.evaluation.tally import Confusion, KeyCounts, PointSums, Reliability, is_monotone
+from train.evaluation.tally import Confusion, KeyCounts, PointSums, Reliability
 
 CALIBRATION_BINS = 10
 KINDS = ("group", "source")  # the breakdowns of report.json
@@ -173,7 +173,6 @@ class ModelTally:
             else {}
         )
         self.p_low: list[np.ndarray] = []  # p_sufficient[:, :-1] chunks
-        self.monotone = True
 
     def add(self, batch: Batch, p_sufficient: np.ndarray, decide: Decide | None = None) -> None:
         """Add this model's p_sufficient on the batch's rows; `decide(value, lo, hi)` routes
@@ -199,7 +198,6 @@ class ModelTally:
             self.correct_by[kind].add(keys, batch.labels == d)
         low = p[:, :-1]
         self.p_low.append(compact(low))
-        self.monotone = self.monotone and is_monotone(low)
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(p non-top columns, quality, cost) per stored chunk, for the threshold sweeps."""

@@ -26,7 +26,7 @@ from train.evaluation.accumulate import (
     clamp_pairs,
 )
 from train.evaluation.operating import point_summary
-from train.evaluation.tally import PointSums, SweepSums, threshold_sweep_sums
+from train.evaluation.tally import SweepSums, threshold_sweep_sums
 from train.evaluation.verdict import verdict
 
 __all__ = ["CALIBRATION_BINS", "EvalInputs", "RuleCurve", "score", "score_tallies"]
@@ -74,22 +74,8 @@ def _points(envelope: Sequence[m.Point]) -> list[list[float]]:
 
 
 def _threshold_sums(model: ModelTally, taus: np.ndarray, lo: int, hi: int) -> SweepSums:
-    """The threshold rule clamped to [lo, hi] at every tau, from the stored chunks: one
-    bucketed pass when p is monotone (always, for a bundle's output), else a pass per tau."""
-    k = len(model.outcomes.tier_names)
-    if model.monotone:
-        return threshold_sweep_sums(model.chunks(), taus, lo, hi, k)
-    sums = [PointSums(k) for _ in taus]
-    for p_low, q, c in model.chunks():
-        p = np.column_stack([p_low, np.ones(len(p_low))])
-        for tau, s in zip(taus, sums, strict=True):
-            s.add(np.clip(m.decide(p, float(tau)), lo, hi), q.astype(float), c)
-    return SweepSums(
-        np.array([s.cost[0] for s in sums]),
-        np.array([s.q_sum[0] for s in sums]),
-        np.array([s.known[0] for s in sums]),
-        np.array([s.traffic[0] for s in sums]),
-    )
+    """The threshold rule clamped to [lo, hi] at every tau, from the stored chunks."""
+    return threshold_sweep_sums(model.chunks(), taus, lo, hi, len(model.outcomes.tier_names))
 
 
 def _router_sweep(model: ModelTally) -> tuple[list[dict[str, Any]], list[m.Point]]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from train.evaluation.metrics import Point
+from train.evaluation.metrics import Point, decide
 
 
 class PointSums:
@@ -204,15 +204,22 @@ def threshold_sweep_sums(
     lo + #{t in [lo, hi) : p[t] < tau}: raising tau past p[t] moves it from tier t to t + 1.
     Each move is bucketed by the first threshold it applies to, and a cumulative sum over
     the buckets gives every threshold's sums in one pass per chunk, the same figures as
-    calling `decide` at each threshold, with memory bounded by the chunk.
+    calling `decide` at each threshold, with memory bounded by the chunk. A chunk whose p
+    is not monotone (hand-made input) is decided at each threshold instead.
     """
     n_taus = len(taus)
     taus = np.asarray(taus, dtype=np.float64)
     cost, q_sum = np.zeros(n_taus + 1), np.zeros(n_taus + 1)
     known = np.zeros(n_taus + 1, np.int64)
     traffic = np.zeros((n_taus + 1, n_tiers), np.int64)
+    direct = [PointSums(n_tiers) for _ in range(n_taus)]
     for p_low, quality, c in chunks:
         q = np.asarray(quality, dtype=np.float64)
+        if not is_monotone(p_low):
+            p = np.column_stack([p_low, np.ones(len(p_low))])
+            for tau, sums in zip(taus, direct, strict=True):
+                sums.add(np.clip(decide(p, float(tau)), lo, hi), q, c)
+            continue
         is_known = ~np.isnan(q)
         q0 = np.where(is_known, q, 0.0)
         cost[0] += float(c[:, lo].sum())
@@ -229,8 +236,9 @@ def threshold_sweep_sums(
             traffic[:, t] -= moved
             traffic[:, t + 1] += moved
     return SweepSums(
-        np.cumsum(cost)[:n_taus],
-        np.cumsum(q_sum)[:n_taus],
-        np.cumsum(known)[:n_taus],
-        np.cumsum(traffic, axis=0)[:n_taus],
+        np.cumsum(cost)[:n_taus] + np.array([s.cost[0] for s in direct]),
+        np.cumsum(q_sum)[:n_taus] + np.array([s.q_sum[0] for s in direct]),
+        np.cumsum(known)[:n_taus] + np.array([s.known[0] for s in direct], dtype=np.int64),
+        np.cumsum(traffic, axis=0)[:n_taus]
+        + np.array([s.traffic[0] for s in direct], dtype=np.int64).reshape(n_taus, n_tiers),
     )
