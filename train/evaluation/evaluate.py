@@ -290,17 +290,13 @@ def gate_verdicts(
     scored: list[Scored], labels: list[str], outcomes: Outcomes
 ) -> list[dict[str, str]]:
     """The promotion gate's verdict (train/gate.py, the rule `rung retrain --promote` applies)
-    for every model after the first, judged as a candidate against the first. The gate's
-    sweep takes whole arrays: they are built here from the pass's compact per-row figures."""
-    from train.evaluation.gate import figures, judge
-
-    quality = np.concatenate(outcomes.quality).astype(float)
-    costs = np.concatenate(outcomes.cost)
+    for every model after the first, judged as a candidate against the first, from the
+    pass's compact per-row chunks."""
+    from train.evaluation.gate import chunked_figures, judge
 
     def fig(s: Scored):  # noqa: ANN202 - gate.Figures, imported lazily
-        low = np.concatenate(s.tally.p_low).astype(float)
-        p = np.column_stack([low, np.ones(len(low))])
-        return figures(p, quality, costs, s.router.manifest.threshold, outcomes.pass_mark)
+        chunks = list(zip(s.tally.p_low, outcomes.quality, outcomes.cost, strict=True))
+        return chunked_figures(chunks, s.router.manifest.threshold, outcomes.pass_mark)
 
     base = fig(scored[0])
     out = []

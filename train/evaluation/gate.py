@@ -24,20 +24,15 @@ fact of the data: docs/retraining.md reports how often it held on RouterBench.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
 import numpy as np
 
-from train.evaluation.metrics import (
-    cost_at_quality,
-    expected_calibration_error,
-    operating_point,
-    threshold_sweep,
-    upper_envelope,
-)
-from train.evaluation.operating import candidate_thresholds
+from train.evaluation.metrics import cost_at_quality, upper_envelope_of
+from train.evaluation.tally import PointSums, Reliability, threshold_sweep_sums
 
 
 @dataclass(frozen=True)
@@ -131,12 +126,7 @@ def implied_outcomes(quality: np.ndarray, pass_mark: float = 0.5) -> np.ndarray:
     return q
 
 
-def pooled_ece(p_sufficient: np.ndarray, sufficient: np.ndarray) -> tuple[float, int]:
-    """ECE over every known (row, tier) pair below the top tier, and how many pairs."""
-    p = p_sufficient[:, :-1].ravel()
-    y = sufficient[:, :-1].ravel()
-    pairs = int((~np.isnan(y)).sum())
-    return (expected_calibration_error(p, y) if pairs else math.nan), pairs
+Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]  # p_sufficient[:, :-1], quality, cost
 
 
 def figures(
@@ -150,37 +140,72 @@ def figures(
     """Gate figures for one model; `quality` may hold NaN (unknown) outcomes. With the
     criterion's `infer_cheaper_failures`, `implied_outcomes` fills tiers below a failure first
     (cost criterion and ECE alike)."""
+    chunk = (np.asarray(p_sufficient)[:, :-1], quality, cost)
+    return chunked_figures([chunk], threshold, pass_mark, criterion)
+
+
+def chunked_figures(
+    chunks: Sequence[Chunk],
+    threshold: float,
+    pass_mark: float = 0.5,
+    criterion: GateCriterion | None = None,
+) -> Figures:
+    """`figures` from rows in chunks of (p_sufficient's non-top columns, quality, cost), read
+    three times (sums and candidate thresholds, the sweep, the threshold's point) and never
+    joined into whole-table arrays: `rung eval --compare` keeps its rows that way."""
     crit = criterion or GateCriterion()
-    observed = int(complete_rows(quality).sum())
-    if crit.infer_cheaper_failures:
-        quality = implied_outcomes(quality, pass_mark)
-    with np.errstate(invalid="ignore"):
-        sufficient = np.where(np.isnan(quality), np.nan, (quality >= pass_mark).astype(float))
-    ece, pairs = pooled_ece(p_sufficient, sufficient)
-    full = complete_rows(quality)
-    nan = math.nan
-    if not full.any():
+    k = np.shape(chunks[0][1])[1]
+
+    def implied() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        for p_low, q, c in chunks:
+            q = np.asarray(q, dtype=float)
+            yield p_low, q, implied_outcomes(q, pass_mark) if crit.infer_cheaper_failures else q, c
+
+    def complete() -> Iterator[Chunk]:
+        for p_low, _, q, c in implied():
+            full = complete_rows(q)
+            yield p_low[full], q[full], c[full]
+
+    observed, pooled, top = 0, Reliability(1), PointSums(k)
+    cheapest, distinct = np.zeros(k + 1, np.int64), [np.linspace(0, 1, 201)]
+    for p_low, raw, q, _ in implied():
+        observed += int(complete_rows(raw).sum())
+        with np.errstate(invalid="ignore"):
+            sufficient = np.where(np.isnan(q), np.nan, (q >= pass_mark).astype(float))
+        pooled.add(np.asarray(p_low, dtype=float).reshape(-1, 1), sufficient[:, :-1].reshape(-1, 1))
+    for p_low, q, c in complete():
+        top.add(np.full(len(q), k - 1), q, c)
+        passes = q >= pass_mark
+        cheapest += np.bincount(
+            np.where(passes.any(axis=1), passes.argmax(axis=1), k), minlength=k + 1
+        )
+        distinct.append(np.unique(p_low))
+    pairs = int(pooled.count.sum())
+    ece = pooled.ece(0) if pairs else math.nan
+    nan, rows = math.nan, top.rows()
+    if not rows:
         return Figures(0, observed, nan, nan, math.inf, nan, ece, pairs, threshold, nan, nan)
-    p, q, c = p_sufficient[full], quality[full], cost[full]
-    top = operating_point(np.full(len(q), q.shape[1] - 1), q, c)
-    target = crit.quality_share * top.quality
-    envelope = upper_envelope(threshold_sweep(p, q, c, candidate_thresholds(p)))
-    at = threshold_sweep(p, q, c, [threshold])[0]
-    passes = q >= pass_mark
-    cheapest = np.where(passes.any(axis=1), passes.argmax(axis=1), q.shape[1])
+    top_point = top.point()
+    target = crit.quality_share * top_point.quality
+    values = np.unique(np.concatenate(distinct))
+    taus = values[(values >= 0) & (values <= 1)]  # candidate_thresholds over the complete rows
+    sweep = threshold_sweep_sums(complete(), taus, 0, k - 1, k, traffic=False)
+    envelope = upper_envelope_of(sweep.cost, sweep.quality())
+    del sweep, taus, values, distinct
+    at = threshold_sweep_sums(complete(), np.array([float(threshold)]), 0, k - 1, k).point(0)
     return Figures(
-        int(full.sum()),
+        rows,
         observed,
-        top.quality,
+        top_point.quality,
         target,
         cost_at_quality(envelope, target),
-        top.cost,
+        top_point.cost,
         ece,
         pairs,
         threshold,
         at.quality,
         at.cost,
-        tuple(int(n) for n in np.bincount(cheapest, minlength=q.shape[1] + 1)),
+        tuple(int(n) for n in cheapest),
     )
 
 

@@ -132,7 +132,18 @@ def upper_envelope(points: Sequence[Point]) -> list[Point]:
     """
     if len(points) == 0:
         raise ValueError("points is empty")
-    pts = np.array([(p.cost, p.quality) for p in points], dtype=float)
+    return upper_envelope_of(
+        np.array([p.cost for p in points], dtype=float),
+        np.array([p.quality for p in points], dtype=float),
+    )
+
+
+def upper_envelope_of(cost: np.ndarray, quality: np.ndarray) -> list[Point]:
+    """`upper_envelope` of points given as arrays: a sweep over millions of thresholds needs
+    no `Point` per candidate."""
+    pts = np.column_stack([np.asarray(cost, dtype=float), np.asarray(quality, dtype=float)])
+    if len(pts) == 0:
+        raise ValueError("points is empty")
     if not np.all(np.isfinite(pts)):
         raise ValueError("points must have finite cost and quality")
     pts = pts[np.lexsort((-pts[:, 1], pts[:, 0]))]  # cost ascending, best quality first

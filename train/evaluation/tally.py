@@ -184,6 +184,11 @@ class SweepSums:
     def share(self, i: int) -> np.ndarray:
         return self.traffic[i] / max(int(self.traffic[i].sum()), 1)
 
+    def quality(self) -> np.ndarray:
+        """Mean known quality at every threshold (NaN where no row is known)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.known > 0, self.q_sum / np.maximum(self.known, 1), np.nan)
+
 
 def is_monotone(p_low: np.ndarray) -> bool:
     """p_sufficient's non-top columns never decrease along the ladder."""
@@ -196,6 +201,7 @@ def threshold_sweep_sums(
     lo: int,
     hi: int,
     n_tiers: int,
+    traffic: bool = True,
 ) -> SweepSums:
     """The threshold rule clamped to [lo, hi] at every threshold in `taus` (ascending), from
     chunks of (p_sufficient's non-top columns [b, K-1], quality [b, K], cost [b, K]).
@@ -204,18 +210,20 @@ def threshold_sweep_sums(
     lo + #{t in [lo, hi) : p[t] < tau}: raising tau past p[t] moves it from tier t to t + 1.
     Each move is bucketed by the first threshold it applies to, and a cumulative sum over
     the buckets gives every threshold's sums in one pass per chunk, the same figures as
-    calling `decide` at each threshold, with memory bounded by the chunk. A chunk whose p
-    is not monotone (hand-made input) is decided at each threshold instead.
+    calling `decide` at each threshold, with memory bounded by the chunk (and the
+    thresholds: 24 bytes each, 8 more per tier with `traffic`). A chunk whose p is not
+    monotone (hand-made input) is decided at each threshold instead.
     """
     n_taus = len(taus)
     taus = np.asarray(taus, dtype=np.float64)
     cost, q_sum = np.zeros(n_taus + 1), np.zeros(n_taus + 1)
     known = np.zeros(n_taus + 1, np.int64)
-    traffic = np.zeros((n_taus + 1, n_tiers), np.int64)
-    direct = [PointSums(n_tiers) for _ in range(n_taus)]
+    moves = np.zeros((n_taus + 1, n_tiers if traffic else 0), np.int64)
+    direct: list[PointSums] = []  # per threshold, only if a chunk is not monotone
     for p_low, quality, c in chunks:
         q = np.asarray(quality, dtype=np.float64)
         if not is_monotone(p_low):
+            direct = direct or [PointSums(n_tiers) for _ in range(n_taus)]
             p = np.column_stack([p_low, np.ones(len(p_low))])
             for tau, sums in zip(taus, direct, strict=True):
                 sums.add(np.clip(decide(p, float(tau)), lo, hi), q, c)
@@ -225,20 +233,26 @@ def threshold_sweep_sums(
         cost[0] += float(c[:, lo].sum())
         q_sum[0] += float(q0[:, lo].sum())
         known[0] += int(is_known[:, lo].sum())
-        traffic[0, lo] += len(q)
+        if traffic:
+            moves[0, lo] += len(q)
         for t in range(lo, hi):
             bucket = np.searchsorted(taus, p_low[:, t].astype(np.float64), side="right")
             cost += np.bincount(bucket, weights=c[:, t + 1] - c[:, t], minlength=n_taus + 1)
             q_sum += np.bincount(bucket, weights=q0[:, t + 1] - q0[:, t], minlength=n_taus + 1)
             known += np.bincount(bucket[is_known[:, t + 1]], minlength=n_taus + 1)
             known -= np.bincount(bucket[is_known[:, t]], minlength=n_taus + 1)
-            moved = np.bincount(bucket, minlength=n_taus + 1)
-            traffic[:, t] -= moved
-            traffic[:, t + 1] += moved
-    return SweepSums(
-        np.cumsum(cost)[:n_taus] + np.array([s.cost[0] for s in direct]),
-        np.cumsum(q_sum)[:n_taus] + np.array([s.q_sum[0] for s in direct]),
-        np.cumsum(known)[:n_taus] + np.array([s.known[0] for s in direct], dtype=np.int64),
-        np.cumsum(traffic, axis=0)[:n_taus]
-        + np.array([s.traffic[0] for s in direct], dtype=np.int64).reshape(n_taus, n_tiers),
-    )
+            if traffic:
+                moved = np.bincount(bucket, minlength=n_taus + 1)
+                moves[:, t] -= moved
+                moves[:, t + 1] += moved
+    for acc in (cost, q_sum, known):
+        np.cumsum(acc, out=acc)
+    np.cumsum(moves, axis=0, out=moves)
+    out = SweepSums(cost[:n_taus], q_sum[:n_taus], known[:n_taus], moves[:n_taus])
+    for i, sums in enumerate(direct):
+        out.cost[i] += sums.cost[0]
+        out.q_sum[i] += sums.q_sum[0]
+        out.known[i] += sums.known[0]
+        if traffic:
+            out.traffic[i] += sums.traffic[0]
+    return out
