@@ -23,6 +23,7 @@ and hands the rest to the real tokenizer. Batches learn all their new words in o
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from itertools import chain
 from typing import Any
@@ -68,7 +69,11 @@ class WordPieceShortcut:
             self._learn(chr(code))
         # Characters str.split() splits on but BERT does not: what BERT makes of them.
         self.hazards = {ord(c): self._normalize(c) for c in PY_SPACES if self._normalize(c) != " "}
-        self.hazard_chars = frozenset(map(chr, self.hazards))
+        self.hazard_search = (
+            re.compile("[" + "".join(re.escape(chr(c)) for c in self.hazards) + "]").search
+            if self.hazards
+            else None
+        )
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer) -> WordPieceShortcut | None:
@@ -120,7 +125,7 @@ class WordPieceShortcut:
         """Whitespace chunks of `text`, or None when the real tokenizer must decide."""
         if any(c in text for c in self.added_starts) and any(t in text for t in self.added):
             return None
-        if not self.hazard_chars.isdisjoint(text):
+        if self.hazard_search is not None and self.hazard_search(text):
             text = text.translate(self.hazards)
         return text.split()
 
@@ -167,7 +172,7 @@ class WordPieceShortcut:
                     pieces[i] = ids = self._chunk_ids(chunks[i], budget)
                     if ids is None:
                         return None
-        return self._join(pieces)  # type: ignore[arg-type]
+        return _join(pieces, self._cap())  # type: ignore[arg-type]
 
     def _chunk_ids(self, chunk: str, budget: list[int]) -> Ids | None:
         words = self._chunk_words(chunk)
@@ -189,33 +194,23 @@ class WordPieceShortcut:
             self.chunks[chunk] = out
         return out
 
-    def _join(self, pieces: list[Ids]) -> list[int]:
-        out = list(chain.from_iterable(pieces))
-        cap = self._cap()
-        return out if cap is None or len(out) <= cap else out[:cap]
-
     def ids_batch(self, texts: list[str]) -> list[list[int] | None]:
         """`ids` for every text; the batch's unseen words are learnt in one tokenizer call."""
         all_chunks = [self._split(t) for t in texts]
-        known = self.chunks
-        unseen = {c for cs in all_chunks if cs is not None for c in cs if c not in known}
-        local: dict[str, Ids | None] = {}  # chunks the cache has no room for
-        if unseen:
-            local = self._learn_chunks(unseen)
-        out: list[list[int] | None] = []
-        for chunks in all_chunks:
-            if chunks is None:
-                out.append(None)
-                continue
-            if local:
-                pieces = [known[c] if c in known else local[c] for c in chunks]
-                if None in pieces:
-                    out.append(None)
-                    continue
-            else:
-                pieces = [known[c] for c in chunks]
-            out.append(self._join(pieces))  # type: ignore[arg-type]
-        return out
+        lookup = self.chunks.get
+        all_pieces = [None if cs is None else list(map(lookup, cs)) for cs in all_chunks]
+        missing = [i for i, ps in enumerate(all_pieces) if ps is not None and None in ps]
+        if missing:
+            unseen = {c for i in missing for c in all_chunks[i] if c not in self.chunks}  # type: ignore[union-attr]
+            local = self._learn_chunks(unseen)  # chunks the cache had no room for
+            for i in missing:
+                pieces = [
+                    self.chunks[c] if c in self.chunks else local[c]
+                    for c in all_chunks[i]  # type: ignore[union-attr]
+                ]
+                all_pieces[i] = None if None in pieces else pieces  # type: ignore[assignment]
+        cap = self._cap()
+        return [None if ps is None else _join(ps, cap) for ps in all_pieces]  # type: ignore[arg-type]
 
     def _learn_chunks(self, chunks: set[str]) -> dict[str, Ids | None]:
         """Work out every chunk (unseen words in one `encode_batch`); cache what fits and
@@ -239,3 +234,8 @@ class WordPieceShortcut:
             else:
                 rest[chunk] = ids
         return rest
+
+
+def _join(pieces: list[Ids], cap: int | None) -> list[int]:
+    out = list(chain.from_iterable(pieces))
+    return out if cap is None or len(out) <= cap else out[:cap]
