@@ -133,3 +133,18 @@ def test_auto_keeps_the_best_cross_validated_family(fitted):
     else:
         assert choice.family is HeadFamily.LOGREG
     assert choice.oof_raw.shape == (n, 3)
+
+
+def test_two_processes_give_the_same_heads_as_one(monkeypatch):
+    """Fits are seeded and independent, so running them in worker processes changes nothing."""
+    from train.fit import families
+
+    x, q = _synthetic(200, seed=4)
+    results = {}
+    for jobs in (1, 2):
+        monkeypatch.setattr(families, "workers_for", lambda cells, jobs=jobs: jobs)
+        clf = FamilyClassifier(HeadFamily.MLP, NAMES, DIM).fit(x, q)
+        results[jobs] = (clf.p_tier(x), clf.out_of_fold(x, q))
+    np.testing.assert_array_equal(results[1][0], results[2][0])
+    np.testing.assert_array_equal(results[1][1], results[2][1])
+    assert np.isfinite(results[2][1]).all()
