@@ -26,7 +26,7 @@ from serve.model.bundle import (
     read_manifest,
     verify_files,
 )
-from serve.model.fasttok import WordPieceShortcut
+from serve.model.fasttok import TokenIds, WordPieceShortcut
 from serve.model.policy import (
     CostModel,
     Policy,
@@ -89,11 +89,11 @@ class StaticEmbedder:
             vec = vec / np.maximum(norms, 1e-12)
         return vec.astype(np.float32, copy=False), counts
 
-    def _batch_ids(self, texts: list[str]) -> list[list[int]]:
+    def _batch_ids(self, texts: list[str]) -> list[TokenIds]:
         """Token ids per text: the exact shortcut where it applies (several times cheaper
         than building `Encoding`s), one `encode_batch` call for the rest."""
         fast = self.shortcut
-        out: list[list[int] | None] = (
+        out: list[TokenIds | None] = (
             fast.ids_batch(texts) if fast is not None else [None] * len(texts)
         )
         rest = [i for i, ids in enumerate(out) if ids is None]
@@ -103,7 +103,7 @@ class StaticEmbedder:
                 out[i] = enc.ids
         return out  # type: ignore[return-value]
 
-    def _mean_vectors(self, token_ids: list[list[int]], counts: np.ndarray) -> np.ndarray:
+    def _mean_vectors(self, token_ids: list[TokenIds], counts: np.ndarray) -> np.ndarray:
         """Mean token vector per text, summed row by row in place. Measured alternatives, per
         text of ~110 tokens: this 27 us; one gather per group of texts and `np.add.reduceat`
         123 us; a float64 cumsum over the group 458 us (they write and re-read every token's
@@ -111,7 +111,7 @@ class StaticEmbedder:
         vec = self._zeros(len(token_ids))
         table = self.table
         for row, row_ids in enumerate(token_ids):
-            if row_ids:
+            if len(row_ids):
                 vec[row] = table.take(row_ids, axis=0).sum(axis=0)
         vec /= np.maximum(counts, 1).astype(np.float32)[:, None]
         return vec
@@ -125,9 +125,10 @@ class StaticEmbedder:
         Same numbers as `embed([text])` with fewer numpy calls (the server's hot path): with
         normalisation on, the sum normalises to the same unit vector as the mean.
         """
-        ids = self.shortcut.ids(text) if self.shortcut is not None else None
-        if ids is None:
-            ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        fast = self.shortcut.ids(text) if self.shortcut is not None else None
+        ids: TokenIds = (
+            fast if fast is not None else self.tokenizer.encode(text, add_special_tokens=False).ids
+        )
         n = len(ids)
         if not n:
             out[: self.dim] = 0.0
