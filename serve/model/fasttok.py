@@ -226,7 +226,7 @@ class WordPieceShortcut:
         first = np.concatenate([[0], np.asarray(marks, np.intp) + 1])  # first chunk per text
         last = np.append(np.asarray(marks, np.intp), len(chunks))  # one past its last chunk
         bad = self._texts_to_refuse(texts, pieces, first, added)  # empties the None chunks
-        # The separators' (-1,) stay in `flat`, between texts, outside every text's span.
+        # Each separator's id (-1) stays in `flat` between two texts, outside both spans.
         lens = np.fromiter(map(len, pieces), np.intp, len(pieces)) // _ID_BYTES  # type: ignore[arg-type]
         flat = np.frombuffer(b"".join(pieces), np.int32)  # type: ignore[arg-type]
         starts = np.concatenate([[0], np.cumsum(lens)])  # token offset of each chunk
@@ -255,7 +255,7 @@ class WordPieceShortcut:
 
     def _fill(self, chunks: list[str], pieces: list[Ids | None]) -> None:
         """Learn the unseen chunks and fill them in (None stays for what the table cannot
-        reproduce, and for the separator if it was learnt as text)."""
+        reproduce)."""
         unseen = {c for c, p in zip(chunks, pieces, strict=True) if p is None}
         local = self._learn_chunks(unseen)
         for i, (c, p) in enumerate(zip(chunks, pieces, strict=True)):
