@@ -275,6 +275,7 @@ class Estimates:
     p_correct: np.ndarray | None  # [n, K]
     p_sufficient: np.ndarray  # [n, K]
     cost: np.ndarray  # [n, K]
+    tokens: np.ndarray | None = None  # [n] content tokens the embedder read (at most its cap)
 
 
 @dataclass(frozen=True)
@@ -415,7 +416,8 @@ class Router:
         k = self._n_tiers
         if not texts:
             empty = np.zeros((0, k))
-            return Estimates(empty if self._correctness else None, empty, empty)
+            tokens = np.zeros(0, dtype=np.int64)
+            return Estimates(empty if self._correctness else None, empty, empty, tokens)
         vec, counts = self.embedder.embed(texts)
         feats = (
             np.concatenate([vec, extra_features(self._extras, counts)], axis=1)
@@ -430,6 +432,7 @@ class Router:
             p.astype(np.float64) if self._correctness else None,
             self._p_sufficient(p),
             cm.costs(n_in, lengths),
+            np.asarray(counts, dtype=np.int64),
         )
 
     def decide(self, est: Estimates, setting: Setting, lo: Any = 0, hi: Any = None) -> np.ndarray:

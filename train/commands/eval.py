@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from train.commands.common import add_format_arg, print_table
@@ -68,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="also save the quality-against-cost figure as this PNG file",
     )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
 
@@ -86,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(
                 "--threshold / --quality apply to --model only; compare uses each bundle's"
             )
-        result = compare(args.compare, args.data, ladder, args.fmt, args.split)
+        with _progress(args.quiet) as bar:
+            result = compare(args.compare, args.data, ladder, args.fmt, args.split, progress=bar)
         doc = result.to_dict()
         _print_data(doc["data"])
         _table(compare_rows(doc["models"]))
@@ -99,15 +103,17 @@ def run(args: argparse.Namespace) -> int:
                 f"\npromotion gate, {g['candidate']} vs {g['base']}: {g['verdict']} ({g['reason']})"
             )
     else:
-        res = evaluate(
-            args.model,
-            args.data,
-            ladder,
-            args.fmt,
-            args.split,
-            args.threshold,
-            quality=args.quality,
-        )
+        with _progress(args.quiet) as bar:
+            res = evaluate(
+                args.model,
+                args.data,
+                ladder,
+                args.fmt,
+                args.split,
+                args.threshold,
+                quality=args.quality,
+                progress=bar,
+            )
         doc = res.to_dict()
         _print_data(doc["data"])
         _table(summary_rows(doc))
@@ -124,6 +130,16 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         _plot(doc, args.plot)
     return 0
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[int], None]]:
+    """Rows read so far, on stderr when it is a terminal (the total is unknown while
+    streaming); nothing with --quiet."""
+    from tqdm.auto import tqdm
+
+    with tqdm(desc="scoring", unit=" rows", disable=True if quiet else None) as bar:
+        yield bar.update
 
 
 def _print_data(data: dict) -> None:

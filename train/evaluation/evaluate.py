@@ -1,9 +1,11 @@
 """The evaluation API: score one bundle, or several side by side, on the same rows.
 
 `evaluate(model, data)` loads a bundle (through the serving runtime, so the figures are what
-production would do), reads outcome tables or labelled queries, fills per-row costs and returns
-an `EvalResult` whose `to_dict()` is report.json. `compare(models, data)` scores every model on
-exactly the same rows with exactly the same costs (the retraining gate uses it).
+production would do), reads outcome tables or labelled queries once, batch by batch, fills
+per-row costs and returns an `EvalResult` whose `to_dict()` is report.json. `compare(models,
+data)` scores every model on exactly the same rows with exactly the same costs, in the same
+pass (the retraining gate uses it). Memory holds one batch of texts and a few bytes per row
+(rowpass.py, accumulate.py); docs/scaling.md has the measured figures.
 
 Cost convention: a row's cost for a tier is the measured `<model>|total_cost` when the data has
 it, else the evaluation ladder's prices x tokens: input tokens are the bundle tokenizer's
@@ -15,10 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -27,41 +27,33 @@ import numpy as np
 from serve.model.errors import RungError
 from serve.model.ladder import Ladder
 from serve.model.policy import Rule
-from serve.model.runtime import Estimates, Router
-from train.data.load import load_dataset
-from train.data.types import Dataset, SourceFormat, fill_costs, split_holdout
-from train.evaluation.baselines import heuristic_decisions
-from train.evaluation.scoring import QUALITY_TARGETS, EvalInputs, RuleCurve, score
+from serve.model.runtime import Router
+from train.data.stream import BATCH
+from train.data.types import Dataset, SourceFormat
+from train.evaluation.accumulate import ModelTally, Outcomes
+from train.evaluation.rowpass import (
+    SPLIT_RULES,
+    EvalError,
+    PassResult,
+    Scored,
+    Split,
+    open_rows,
+    rule_curve,
+    run_pass,
+    seen_ids,
+)
+from train.evaluation.scoring import QUALITY_TARGETS, score_tallies
+
+__all__ = ["BATCH", "SPLIT_RULES", "EvalError", "EvalResult", "Split", "compare", "evaluate"]
 
 SCHEMA = "rung-eval/1"
 COMPARE_SCHEMA = "rung-eval-compare/1"
-BATCH = 4096  # rows per batch: bounded memory for tokens and features
 GROUP_FIELD = {
     "labelled": "family",
     "routerbench": "eval_name",
     "routellm": "file name",
     "llmrouter": "cluster_id",
     "logs": "group",
-}
-
-
-class EvalError(RungError):
-    """Evaluation cannot run on these inputs; the message says why."""
-
-
-class Split(str, Enum):
-    ALL = "all"  # every row
-    HOLDOUT = "holdout"  # the fixed hash split rung train holds out: sha256(id) % 5 == 0
-    TRAIN = "train"  # the complement of holdout
-    UNSEEN = "unseen"  # rows whose id no evaluated bundle trained on (training/train_ids.json)
-
-
-SPLIT_RULES = {
-    Split.ALL: "every row",
-    Split.HOLDOUT: "held-out hash split: int(sha256(id)[:8], 16) % 5 == 0 (never trained on "
-    "by rung train)",
-    Split.TRAIN: "training side of the hash split: int(sha256(id)[:8], 16) % 5 != 0",
-    Split.UNSEEN: "rows whose id is in no evaluated bundle's training/train_ids.json",
 }
 
 
@@ -160,151 +152,38 @@ def check_ladder(ladder: Ladder, router: Router) -> None:
         )
 
 
-def train_ids(router: Router) -> set[str]:
-    path = router.root / "training" / "train_ids.json"
+def _scored(
+    router: Router, outcomes: Outcomes, threshold: float | None, quality: float | None
+) -> tuple[Scored, Any, float]:
+    """The model's place in the pass, the setting its report names, and its threshold."""
+    if threshold is not None and quality is not None:
+        raise EvalError("give quality or threshold, not both")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise EvalError(f"threshold must lie in [0, 1], got {threshold}")
     try:
-        return set(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        raise EvalError(
-            f"{router.root}: no readable training/train_ids.json, so --split "
-            "unseen cannot tell which rows it trained on"
-        ) from None
+        setting = router.setting(quality, threshold)
+        curve_setting, curve = rule_curve(router, quality)
+    except RungError as exc:
+        raise EvalError(str(exc)) from None
+    if threshold is not None:
+        curve_setting, curve = setting, None
+    tau = setting.value if setting.rule is Rule.THRESHOLD else router.manifest.threshold
+    return Scored(router, curve_setting, ModelTally(outcomes, tau, curve)), setting, tau
 
 
-def select_split(ds: Dataset, split: Split, routers: Sequence[Router] = ()) -> Dataset:
-    if split is Split.ALL:
-        return ds
-    if split is Split.UNSEEN:
-        seen = set().union(*(train_ids(r) for r in routers))
-        mask = np.array([i not in seen for i in ds.ids], dtype=bool)
-    else:
-        held = split_holdout(ds.ids)
-        mask = held if split is Split.HOLDOUT else ~held
-    out = ds.subset(mask)
-    if not len(out):
-        raise EvalError(
-            f"no overlapping rows: none of the {len(ds)} rows is in split "
-            f"'{split.value}' ({SPLIT_RULES[split]})"
-        )
-    return out
-
-
-def load_rows(
-    data: Sequence[str | Path] | Dataset, ladder: Ladder, fmt: SourceFormat | str | None = None
-) -> Dataset:
-    """Outcome tables or labelled queries under the evaluation ladder; an existing Dataset is
-    re-labelled with the ladder (its prices drive cost estimates)."""
-    if isinstance(data, Dataset):
-        if data.ladder.names != ladder.names:
-            raise EvalError(f"dataset tiers {data.ladder.names} differ from {ladder.names}")
-        return dataclasses.replace(data, ladder=ladder)
-    if isinstance(data, str | Path):
-        data = [data]
-    if not data:
-        raise EvalError("no data given")
-    return load_dataset(list(data), ladder, SourceFormat(fmt) if fmt else None)
-
-
-def token_counts(router: Router, texts: list[str]) -> np.ndarray:
-    """Content tokens per text with the bundle's tokenizer, without serving's truncation."""
-    from tokenizers import Tokenizer
-
-    tok = getattr(router.embedder, "tokenizer", None)
-    if tok is None:
-        raise EvalError("the bundle's embedder exposes no tokenizer to count input tokens")
-    counter = Tokenizer.from_str(tok.to_str())
-    counter.no_truncation()
-    counter.no_padding()
-    counts = np.empty(len(texts), dtype=np.int64)
-    for start in range(0, len(texts), BATCH):  # Encodings are heavy: never all rows at once
-        encs = counter.encode_batch(texts[start : start + BATCH], add_special_tokens=False)
-        counts[start : start + len(encs)] = [len(e.ids) for e in encs]
-    return counts
-
-
-def row_costs(ds: Dataset, router: Router) -> tuple[np.ndarray, dict[str, Any]]:
-    """Per-row, per-tier USD: measured where the data has it, else prices x tokens."""
-    missing = np.isnan(ds.cost)
-    counts = token_counts(router, ds.texts) if missing.any() else np.zeros(len(ds), np.int64)
-    cost = fill_costs(ds, counts)
-    if not np.all(np.isfinite(cost)):
-        raise EvalError("some row costs are not finite; check the data's total_cost columns")
-    totals = cost.sum(axis=0)
-    if np.allclose(totals, totals[0]):
-        raise EvalError(
-            f"every tier costs the same on these rows ({totals[0]:.4g} USD); give "
-            "the ladder input_price / output_price (see data/ladders/)"
-        )
-    info = {
-        "measured_cells": int((~missing).sum()),
-        "estimated_cells": int(missing.sum()),
-        "rule": "measured <model>|total_cost where present, else (input_tokens x input_price"
-        " + output_tokens x output_price) / 1e6; input tokens = the bundle tokenizer's"
-        " content tokens, untruncated",
-        "input_tokens_total": int(counts.sum()) if missing.any() else None,
-        "output_tokens": {t.name: t.output_tokens for t in ds.ladder.tiers},
-        "prices_per_1m": {t.name: [t.input_price, t.output_price] for t in ds.ladder.tiers},
-    }
-    return cost, info
-
-
-def p_sufficient(router: Router, texts: list[str]) -> np.ndarray:
-    parts = [router.p_sufficient(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
-    return np.concatenate(parts) if parts else np.zeros((0, len(router.tier_names)))
-
-
-def estimates(router: Router, texts: list[str]) -> Estimates:
-    parts = [router.estimates(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
-    if not parts:
-        return router.estimates([])
-    return Estimates(
-        None if parts[0].p_correct is None else np.concatenate([e.p_correct for e in parts]),  # type: ignore[misc]
-        np.concatenate([e.p_sufficient for e in parts]),
-        np.concatenate([e.cost for e in parts]),
-    )
-
-
-def rule_curve(router: Router, est: Estimates, quality: float | None) -> RuleCurve | None:
-    """The bundle's own rule as served, traced through the quality knob; None for the
-    threshold rule (scored on its exact threshold sweep, as for every bundle before)."""
-    setting = router.setting(quality=quality)
-    if setting.rule is not Rule.UTILITY:
-        return None
-    knob = router.knob_settings()
-    label = f"utility, quality {setting.quality:g} (lambda {setting.value:.4g})"
-
-    def decide(value: float, lo: int, hi: int) -> np.ndarray:
-        return router.decide(est, dataclasses.replace(setting, value=value), lo, hi)
-
-    return RuleCurve(
-        name=setting.rule.value,
-        settings=[s.value for s in knob],
-        default=setting.value,
-        label=label,
-        decide=decide,
-        qualities=[s.quality for s in knob],
-    )
-
-
-def _check_outcomes(ds: Dataset) -> None:
-    known = ~np.isnan(ds.quality)
-    empty = [n for n, k in zip(ds.ladder.names, known.any(axis=0), strict=True) if not k]
-    if empty:
-        raise EvalError(f"tier(s) {empty} have no known outcome on the {len(ds)} rows")
-
-
-def _data_info(ds: Dataset, split: Split, cost_info: dict[str, Any]) -> dict[str, Any]:
-    formats = sorted({i.format for i in ds.inputs})
+def _data_info(done: PassResult, split: Split, cost_info: dict[str, Any]) -> dict[str, Any]:
+    rows = done.rows
+    formats = sorted({i.format for i in rows.inputs})
     return {
-        "inputs": [dataclasses.asdict(i) for i in ds.inputs],
-        "rows": len(ds),
+        "inputs": [dataclasses.asdict(i) for i in rows.inputs],
+        "rows": done.outcomes.rows,
         "split": split.value,
         "split_rule": SPLIT_RULES[split],
-        "bad_rows": len(ds.problems),
-        "bad_row_examples": [str(p) for p in ds.problems[:10]],
-        "dropped_unsolved": ds.dropped_unsolved,
+        "bad_rows": rows.bad_rows,
+        "bad_row_examples": [str(p) for p in rows.problems[:10]],
+        "dropped_unsolved": rows.dropped_unsolved,
         "group_field": {f: GROUP_FIELD.get(f, "group") for f in formats},
-        "pass_mark": ds.ladder.pass_mark,
+        "pass_mark": done.outcomes.pass_mark,
         "cost": cost_info,
         "quality_targets": list(QUALITY_TARGETS),
     }
@@ -328,6 +207,17 @@ def _model_info(router: Router, label: str, threshold: float, setting: Any) -> d
     }
 
 
+def _result(
+    scored: Scored, setting: Any, tau: float, done: PassResult, split: Split, label: str
+) -> EvalResult:
+    return EvalResult(
+        model=_model_info(scored.router, label, tau, setting),
+        data=_data_info(done, split, done.cost_info),
+        ladder=done.ladder,
+        metrics=score_tallies(scored.tally),
+    )
+
+
 # ---------------------------------------------------------------- API
 
 
@@ -341,76 +231,25 @@ def evaluate(
     costs: np.ndarray | None = None,
     label: str | None = None,
     quality: float | None = None,
+    batch: int = BATCH,
+    progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Score one bundle. `ladder` defaults to the bundle's manifest ladder and must have its
     tier names; the default operating point is the bundle's own (its rule at its calibrated
     setting), or the threshold rule at `threshold`, or the bundle's rule at the `quality`
-    knob; `costs` ([n, K] USD) skips estimation (compare passes the same array to every
-    model)."""
+    knob; `costs` ([n, K] USD, rows after the split) skips estimation; `batch` rows are read,
+    embedded and scored at a time, and `progress(n)` hears of each batch's rows read."""
     router = load_router(model)
     eval_ladder = ladder or router.manifest.ladder
     check_ladder(eval_ladder, router)
     split = Split(split)
-    ds = select_split(load_rows(data, eval_ladder, fmt), split, [router])
-    return _evaluate_rows(
-        router,
-        ds,
-        split,
-        threshold,
-        costs,
-        label or (str(model) if not isinstance(model, Router) else None),
-        quality,
-    )
-
-
-def _evaluate_rows(
-    router: Router,
-    ds: Dataset,
-    split: Split,
-    threshold: float | None,
-    costs: np.ndarray | None,
-    label: str | None,
-    quality: float | None = None,
-) -> EvalResult:
-    _check_outcomes(ds)
-    if threshold is not None and quality is not None:
-        raise EvalError("give quality or threshold, not both")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise EvalError(f"threshold must lie in [0, 1], got {threshold}")
-    try:
-        setting = router.setting(quality, threshold)
-    except RungError as exc:
-        raise EvalError(str(exc)) from None
-    est = estimates(router, ds.texts)
-    curve = None if threshold is not None else rule_curve(router, est, quality)
-    tau = setting.value if setting.rule is Rule.THRESHOLD else router.manifest.threshold
-    if costs is None:
-        costs, cost_info = row_costs(ds, router)
-    else:
-        cost_info = {"rule": "given by the caller"}
-        if costs.shape != ds.quality.shape:
-            raise EvalError(f"costs shape {costs.shape} != rows x tiers {ds.quality.shape}")
-    k = len(ds.ladder)
-    inputs = EvalInputs(
-        tier_names=ds.ladder.names,
-        p_sufficient=est.p_sufficient,
-        quality=ds.quality,
-        cost=costs,
-        sufficient=ds.sufficient,
-        labels=ds.labels,
-        heuristic=heuristic_decisions(ds.texts, k),
-        threshold=tau,
-        pass_mark=ds.ladder.pass_mark,
-        groups=ds.groups,
-        sources=ds.sources,
-        rule=curve,
-    )
-    return EvalResult(
-        model=_model_info(router, label or router.manifest.version, tau, setting),
-        data=_data_info(ds, split, cost_info),
-        ladder=ds.ladder,
-        metrics=score(inputs),
-    )
+    rows = open_rows(data, eval_ladder, fmt, batch)
+    outcomes = Outcomes(eval_ladder.names, eval_ladder.pass_mark)
+    scored, setting, tau = _scored(router, outcomes, threshold, quality)
+    seen = seen_ids(split, [router])
+    done = run_pass(rows, eval_ladder, split, seen, [scored], costs, progress)
+    name = label or (str(model) if not isinstance(model, Router) else router.manifest.version)
+    return _result(scored, setting, tau, done, split, name)
 
 
 def compare(
@@ -419,10 +258,13 @@ def compare(
     ladder: Ladder | None = None,
     fmt: SourceFormat | str | None = None,
     split: Split | str = Split.ALL,
+    batch: int = BATCH,
+    progress: Callable[[int], None] | None = None,
 ) -> Comparison:
-    """Score every model on the same rows and costs. The ladder defaults to the first model's;
-    every model must share its tier names. Costs are estimated once, with the first model's
-    tokenizer, so a cheaper tokenizer cannot make a model look cheaper."""
+    """Score every model on the same rows and costs, in one pass over the data. The ladder
+    defaults to the first model's; every model must share its tier names. Costs are
+    estimated once, with the first model's tokenizer, so a cheaper tokenizer cannot make a
+    model look cheaper."""
     if len(models) < 2:
         raise EvalError("compare needs two or more models")
     routers = [load_router(x) for x in models]
@@ -430,34 +272,40 @@ def compare(
     for router in routers:
         check_ladder(eval_ladder, router)
     split = Split(split)
-    ds = select_split(load_rows(data, eval_ladder, fmt), split, routers)
-    _check_outcomes(ds)
-    costs, cost_info = row_costs(ds, routers[0])
+    rows = open_rows(data, eval_ladder, fmt, batch)
+    outcomes = Outcomes(eval_ladder.names, eval_ladder.pass_mark)
+    prepared = [_scored(r, outcomes, None, None) for r in routers]
+    scored = [s for s, _, _ in prepared]
+    done = run_pass(rows, eval_ladder, split, seen_ids(split, routers), scored, None, progress)
     labels = _labels(models, routers)
-    results = []
-    for router, label in zip(routers, labels, strict=True):
-        result = _evaluate_rows(router, ds, split, None, costs, label)
-        result.data["cost"] = cost_info
-        results.append(result)
-    gate = gate_verdicts(routers, labels, ds, costs)
+    results = [
+        _result(s, setting, tau, done, split, label)
+        for (s, setting, tau), label in zip(prepared, labels, strict=True)
+    ]
+    gate = gate_verdicts(scored, labels, outcomes)
     return Comparison(results=results, data=results[0].data, gate=gate)
 
 
 def gate_verdicts(
-    routers: list[Router], labels: list[str], ds: Dataset, costs: np.ndarray
+    scored: list[Scored], labels: list[str], outcomes: Outcomes
 ) -> list[dict[str, str]]:
     """The promotion gate's verdict (train/gate.py, the rule `rung retrain --promote` applies)
-    for every model after the first, judged as a candidate against the first."""
+    for every model after the first, judged as a candidate against the first. The gate's
+    sweep takes whole arrays: they are built here from the pass's compact per-row figures."""
     from train.evaluation.gate import figures, judge
 
-    def fig(router: Router):  # noqa: ANN202 - gate.Figures, imported lazily
-        p = p_sufficient(router, ds.texts)
-        return figures(p, ds.quality, costs, router.manifest.threshold, ds.ladder.pass_mark)
+    quality = np.concatenate(outcomes.quality).astype(float)
+    costs = np.concatenate(outcomes.cost)
 
-    base = fig(routers[0])
+    def fig(s: Scored):  # noqa: ANN202 - gate.Figures, imported lazily
+        low = np.concatenate(s.tally.p_low).astype(float)
+        p = np.column_stack([low, np.ones(len(low))])
+        return figures(p, quality, costs, s.router.manifest.threshold, outcomes.pass_mark)
+
+    base = fig(scored[0])
     out = []
-    for router, label in zip(routers[1:], labels[1:], strict=True):
-        decision = judge(fig(router), base)
+    for s, label in zip(scored[1:], labels[1:], strict=True):
+        decision = judge(fig(s), base)
         out.append(
             {
                 "candidate": label,

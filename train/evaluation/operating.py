@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from train.evaluation.metrics import decide, operating_point
+from train.evaluation.metrics import Point, decide, operating_point
 
 
 def candidate_thresholds(p_sufficient: np.ndarray) -> np.ndarray:
@@ -36,9 +36,17 @@ def decisions_summary(
     """Quality, cost and traffic share of decisions of any rule, next to always-top."""
     point = operating_point(decisions, quality, cost)
     top = operating_point(np.full(len(decisions), len(names) - 1), quality, cost)
-    share = np.bincount(decisions, minlength=len(names)) / max(len(decisions), 1)
+    return point_summary(point, top, np.bincount(decisions, minlength=len(names)), names)
+
+
+def point_summary(
+    point: Point, top: Point, traffic: np.ndarray, names: list[str]
+) -> dict[str, Any]:
+    """`decisions_summary` from an operating point, always-top's and rows per tier."""
+    rows = int(np.sum(traffic))
+    share = np.asarray(traffic) / max(rows, 1)
     return {
-        "rows": int(len(decisions)),
+        "rows": rows,
         "quality": point.quality,
         "cost_usd": point.cost,
         "top_tier_quality": top.quality,

@@ -1,27 +1,39 @@
-"""Every figure of an evaluation, computed from arrays (no files, no models).
+"""Every figure of an evaluation, computed from running sums (no files, no models).
 
-`score(EvalInputs)` returns the metrics part of report.json (see docs/evaluation.md for the
-schema). All curves follow metrics.py's convention: the upper envelope of the operating points
-plus the always-cheapest point, so router, heuristic, oracle and random mixing all start at the
-same cost and their normalised AUCs compare fairly.
+`score_tallies(outcomes, model)` returns the metrics part of report.json (see
+docs/evaluation.md for the schema) from the sums `accumulate.py` adds up batch by batch;
+`score(EvalInputs)` is the same on arrays held in memory (one batch). All curves follow
+metrics.py's convention: the upper envelope of the operating points plus the always-cheapest
+point, so router, heuristic, oracle and random mixing all start at the same cost and their
+normalised AUCs compare fairly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from train.evaluation import metrics as m
-from train.evaluation.baselines import anchored_envelope, oracle, random_envelope
-from train.evaluation.operating import decisions_summary, operating_summary
+from train.evaluation.accumulate import (
+    CALIBRATION_BINS,
+    KINDS,
+    ModelTally,
+    Outcomes,
+    RuleCurve,
+    clamp_pairs,
+)
+from train.evaluation.operating import point_summary
+from train.evaluation.tally import PointSums, SweepSums, threshold_sweep_sums
+from train.evaluation.verdict import verdict
+
+__all__ = ["CALIBRATION_BINS", "EvalInputs", "RuleCurve", "score", "score_tallies"]
 
 QUALITY_TARGETS = (0.90, 0.95, 1.00)  # shares of the always-top-tier quality
 CPT_TARGETS = (0.5, 0.8)  # RouteLLM's CPT(50%) and CPT(80%)
 MAX_EXACT_THRESHOLDS = 1000  # above this many distinct p values the sweep uses quantiles
-CALIBRATION_BINS = 10
 
 
 @dataclass(frozen=True)
@@ -44,86 +56,96 @@ class EvalInputs:
     rule: RuleCurve | None = None
 
 
-@dataclass(frozen=True)
-class RuleCurve:
-    """A decision rule as served: `decide(value, min_tier, max_tier)` -> tiers per row."""
-
-    name: str  # "utility" or "threshold"
-    settings: Sequence[float]  # cheapest first: the values the quality knob reaches
-    default: float
-    label: str  # how the default is shown, e.g. "utility, quality 0.95 (lambda 23.4)"
-    decide: Callable[[float, int, int], np.ndarray]
-    qualities: Sequence[float | None] = ()  # the knob value behind each setting, if any
-
-
-def sweep_thresholds(p_sufficient: np.ndarray) -> np.ndarray:
-    """Every distinct decision boundary (exact), or quantiles of them on large data, plus a
-    fixed grid and both ends so the sweep always reaches always-cheapest and always-top."""
-    values = np.unique(p_sufficient[:, :-1])
+def thresholds_from(values: np.ndarray) -> np.ndarray:
+    """Every distinct decision boundary `values` (exact), or quantiles of them when there are
+    many, plus a fixed grid and both ends so the sweep reaches always-cheapest and always-top."""
     if values.size > MAX_EXACT_THRESHOLDS:
         values = np.quantile(values, np.linspace(0, 1, MAX_EXACT_THRESHOLDS))
     return np.unique(np.concatenate([values, np.linspace(0, 1, 101), [0.0, 1.0]]).clip(0, 1))
+
+
+def sweep_thresholds(p_sufficient: np.ndarray) -> np.ndarray:
+    """`thresholds_from` the distinct non-top p values of these rows."""
+    return thresholds_from(np.unique(p_sufficient[:, :-1]))
 
 
 def _points(envelope: Sequence[m.Point]) -> list[list[float]]:
     return [[p.cost, p.quality] for p in envelope]
 
 
-def _router_sweep(inp: EvalInputs) -> tuple[list[dict[str, Any]], list[m.Point]]:
+def _threshold_sums(model: ModelTally, taus: np.ndarray, lo: int, hi: int) -> SweepSums:
+    """The threshold rule clamped to [lo, hi] at every tau, from the stored chunks: one
+    bucketed pass when p is monotone (always, for a bundle's output), else a pass per tau."""
+    k = len(model.outcomes.tier_names)
+    if model.monotone:
+        return threshold_sweep_sums(model.chunks(), taus, lo, hi, k)
+    sums = [PointSums(k) for _ in taus]
+    for p_low, q, c in model.chunks():
+        p = np.column_stack([p_low, np.ones(len(p_low))])
+        for tau, s in zip(taus, sums, strict=True):
+            s.add(np.clip(m.decide(p, float(tau)), lo, hi), q.astype(float), c)
+    return SweepSums(
+        np.array([s.cost[0] for s in sums]),
+        np.array([s.q_sum[0] for s in sums]),
+        np.array([s.known[0] for s in sums]),
+        np.array([s.traffic[0] for s in sums]),
+    )
+
+
+def _router_sweep(model: ModelTally) -> tuple[list[dict[str, Any]], list[m.Point]]:
     """Operating points over every knob the served router has: its rule's setting (the
     threshold, or lambda through the quality knob), and the min_tier / max_tier clamps a
     gateway may set per request. For the threshold rule the unclamped sweep uses every
     boundary; clamped sweeps (min < max only: min == max is an always-tier baseline) use a
     coarser grid."""
-    k = len(inp.tier_names)
-    rule = inp.rule
+    k = len(model.outcomes.tier_names)
+    rule = model.rule
     if rule is None:
-        full = sweep_thresholds(inp.p_sufficient)
+        full = thresholds_from(model.distinct_p())
         coarse = np.unique(
             np.concatenate([np.quantile(full, np.linspace(0, 1, 101)), np.linspace(0, 1, 101)])
         )
     rows, points = [], []
-    for lo in range(k):
-        for hi in range(lo + 1, k):
-            if rule is None:
-                taus = full if (lo, hi) == (0, k - 1) else coarse
-                settings = [(float(t), "threshold", None) for t in taus]
-            else:
-                qs = list(rule.qualities) or [None] * len(rule.settings)
-                settings = [
-                    (float(v), rule.name, q) for v, q in zip(rule.settings, qs, strict=True)
-                ]
-            for value, name, quality in settings:
-                if rule is None:
-                    d = np.clip(m.decide(inp.p_sufficient, value), lo, hi)
-                else:
-                    d = rule.decide(value, lo, hi)
-                point = m.operating_point(d, inp.quality, inp.cost)
-                share = np.bincount(d, minlength=k) / len(d)
-                row = {"rule": name, "setting": value, "quality_setting": quality}
-                if name == "threshold":
-                    row["threshold"] = value
-                rows.append(
-                    {
-                        **row,
-                        "min_tier": lo,
-                        "max_tier": hi,
-                        "cost": point.cost,
-                        "quality": point.quality,
-                        "traffic_share": share.tolist(),
-                    }
-                )
-                points.append(point)
+    for lo, hi in clamp_pairs(k):
+        if rule is None:
+            taus = full if (lo, hi) == (0, k - 1) else coarse
+            sums = _threshold_sums(model, taus, lo, hi)
+            settings = [(float(t), "threshold", None) for t in taus]
+            found = [(sums.point(i), sums.share(i)) for i in range(len(taus))]
+        else:
+            qs = list(rule.qualities) or [None] * len(rule.settings)
+            settings = [(float(v), rule.name, q) for v, q in zip(rule.settings, qs, strict=True)]
+            found = [(s.point(), s.share()) for s in model.rule_sweep[(lo, hi)]]
+        for (value, name, quality), (point, share) in zip(settings, found, strict=True):
+            row = {"rule": name, "setting": value, "quality_setting": quality}
+            if name == "threshold":
+                row["threshold"] = value
+            rows.append(
+                {
+                    **row,
+                    "min_tier": lo,
+                    "max_tier": hi,
+                    "cost": point.cost,
+                    "quality": point.quality,
+                    "traffic_share": share.tolist(),
+                }
+            )
+            points.append(point)
     return rows, points
 
 
-def _threshold_rule_envelope(inp: EvalInputs) -> list[m.Point]:
+def _anchored(points: Sequence[m.Point], cheapest: m.Point) -> list[m.Point]:
+    """A curve with the always-cheapest point added (baselines.anchored_envelope's rule)."""
+    return m.upper_envelope([*points, cheapest])
+
+
+def _threshold_rule_envelope(model: ModelTally, cheapest: m.Point) -> list[m.Point]:
     """The threshold rule on the same bundle's p_sufficient, for comparison with its rule."""
-    pts = [
-        m.operating_point(m.decide(inp.p_sufficient, float(t)), inp.quality, inp.cost)
-        for t in sweep_thresholds(inp.p_sufficient)
-    ]
-    return anchored_envelope(_finite_quality(pts), inp.quality, inp.cost)
+    taus = thresholds_from(model.distinct_p())
+    k = len(model.outcomes.tier_names)
+    sums = _threshold_sums(model, taus, 0, k - 1)
+    pts = [sums.point(i) for i in range(len(taus))]
+    return _anchored(_finite_quality(pts), cheapest)
 
 
 def _finite_quality(points: list[m.Point]) -> list[m.Point]:
@@ -156,7 +178,7 @@ def _targets(envs: dict[str, list[m.Point]], q_top: float, c_top: float) -> list
 
 
 def _two_tier(
-    inp: EvalInputs,
+    tier_names: list[str],
     sweep: list[dict],
     always: list[m.Point],
     heuristic: m.Point,
@@ -165,7 +187,7 @@ def _two_tier(
     heuristic_share: float,
 ) -> dict[str, Any] | None:
     """RouteLLM's APGR and CPT(x%) on (share of calls to the strong tier, quality) curves."""
-    if len(inp.tier_names) != 2:
+    if len(tier_names) != 2:
         return None
     qw, qs = always[0].quality, always[1].quality
     if not (np.isfinite(qw) and np.isfinite(qs)) or qw == qs:
@@ -213,26 +235,27 @@ def _two_tier(
     return out
 
 
-def _classification(labels: np.ndarray, decisions: np.ndarray, k: int) -> dict[str, Any]:
-    under, over = m.under_over_routing(labels, decisions)
+def _classification(model: ModelTally) -> dict[str, Any]:
+    cm = model.confusion
+    under, over = cm.under_over()
     return {
-        "accuracy": m.accuracy(labels, decisions),
-        "macro_f1": m.macro_f1(labels, decisions),
-        "confusion": m.confusion_matrix(labels, decisions, k).tolist(),
+        "accuracy": cm.accuracy(),
+        "macro_f1": cm.macro_f1(),
+        "confusion": cm.counts.tolist(),
         "under_routing": under,
         "over_routing": over,
-        "label_counts": np.bincount(labels, minlength=k).tolist(),
+        "label_counts": cm.label_counts(),
     }
 
 
-def _calibration(inp: EvalInputs) -> dict[str, Any]:
+def _calibration(model: ModelTally) -> dict[str, Any]:
     out = {}
-    for t, name in enumerate(inp.tier_names[:-1]):
-        p, y = inp.p_sufficient[:, t], inp.sufficient[:, t]
-        mid, pred, frac, count = m.reliability_curve(p, y, CALIBRATION_BINS)
+    rel = model.reliability
+    for t, name in enumerate(model.outcomes.tier_names[:-1]):
+        mid, pred, frac, count = rel.curve(t)
         out[name] = {
-            "ece": m.expected_calibration_error(p, y, CALIBRATION_BINS),
-            "rows": int((~np.isnan(y)).sum()),
+            "ece": rel.ece(t),
+            "rows": int(count.sum()),
             "bins": {
                 "mid": mid.tolist(),
                 "mean_pred": pred.tolist(),
@@ -250,72 +273,84 @@ def mean_ece(calibration: dict[str, Any]) -> float:
     return float(sum(e * n for e, n in pairs) / total) if total else float("nan")
 
 
-def _breakdown(
-    keys: Sequence[str], inp: EvalInputs, decisions: np.ndarray, oracle_d: np.ndarray
-) -> list[dict[str, Any]]:
-    if not keys:
+def _breakdown(kind: str, model: ModelTally) -> list[dict[str, Any]]:
+    out_ = model.outcomes
+    if not out_.has(kind):
         return []
-    keys_arr = np.asarray(keys)
-    top = len(inp.tier_names) - 1
+    top = len(out_.tier_names) - 1
+    router_by, always_by = model.default_by[kind], out_.always_by[kind]
     out = []
-    for key in sorted(set(keys)):
-        rows = np.flatnonzero(keys_arr == key)
-        q, c = inp.quality[rows], inp.cost[rows]
-        router = m.operating_point(decisions[rows], q, c)
-        always_top = m.operating_point(np.full(rows.size, top), q, c)
-        heur = m.operating_point(inp.heuristic[rows], q, c)
-        env = _finite_quality(m.always_tier_points(q, c))
+    for name, key in out_.codes[kind].sorted():
+        rows = router_by.rows(key)
+        router = router_by.point(key)
+        env = _finite_quality([a.point(key) for a in always_by])
         out.append(
             {
-                "name": key,
-                "rows": int(rows.size),
+                "name": name,
+                "rows": rows,
                 "router_quality": router.quality,
                 "router_cost": router.cost,
                 "random_quality_at_router_cost": (
                     m.quality_at_cost(m.upper_envelope(env), router.cost) if env else np.nan
                 ),
-                "heuristic_quality": heur.quality,
-                "heuristic_cost": heur.cost,
-                "oracle_quality": m.operating_point(oracle_d[rows], q, c).quality,
-                "top_quality": always_top.quality,
-                "top_cost": always_top.cost,
-                "accuracy": m.accuracy(inp.labels[rows], decisions[rows]),
-                "traffic_share": (
-                    np.bincount(decisions[rows], minlength=top + 1) / rows.size
-                ).tolist(),
+                "heuristic_quality": out_.heuristic_by[kind].point(key).quality,
+                "heuristic_cost": out_.heuristic_by[kind].point(key).cost,
+                "oracle_quality": out_.oracle_by[kind].point(key).quality,
+                "top_quality": always_by[top].point(key).quality,
+                "top_cost": always_by[top].point(key).cost,
+                "accuracy": float(model.correct_by[kind].counts[key] / rows),
+                "traffic_share": router_by.share(key).tolist(),
             }
         )
     return out
 
 
 def score(inp: EvalInputs) -> dict[str, Any]:
+    """`score_tallies` on rows held in memory, added as one batch."""
+    outcomes = Outcomes(inp.tier_names, inp.pass_mark)
+    batch = outcomes.add(
+        inp.quality,
+        inp.cost,
+        inp.heuristic,
+        sufficient=np.asarray(inp.sufficient, dtype=float),
+        labels=inp.labels,
+        groups=inp.groups,
+        sources=inp.sources,
+    )
+    model = ModelTally(outcomes, inp.threshold, inp.rule)
+    model.add(batch, inp.p_sufficient, inp.rule.decide if inp.rule else None)
+    return score_tallies(model)
+
+
+def score_tallies(model: ModelTally) -> dict[str, Any]:
     """The metrics block of report.json: curves, AUCs, savings, classification, calibration,
     breakdowns. Values may be NaN (undefined) or inf (never reached); report.py maps both
     to null."""
-    q, c, names = inp.quality, inp.cost, inp.tier_names
-    always = m.always_tier_points(q, c)
-    sweep, all_points = _router_sweep(inp)
+    out_ = model.outcomes
+    names = out_.tier_names
+    always = [a.point() for a in out_.always]
+    cheapest = always[0]
+    sweep, all_points = _router_sweep(model)
     top_i = len(names) - 1
     router_points = [
         p
         for p, r in zip(all_points, sweep, strict=True)
         if (r["min_tier"], r["max_tier"]) == (0, top_i)
     ]
-    oracle_d = oracle(q, inp.pass_mark)
-    oracle_point = m.operating_point(oracle_d, q, c)
-    heur_point = m.operating_point(inp.heuristic, q, c)
+    oracle_point = out_.oracle.point()
+    heur_point = out_.heuristic.point()
     envs = {
-        "router": anchored_envelope(_finite_quality(router_points), q, c),
-        **({"threshold_rule": _threshold_rule_envelope(inp)} if inp.rule else {}),
-        "router_clamps": anchored_envelope(_finite_quality(all_points), q, c),
-        "random": random_envelope(q, c),
-        "heuristic": anchored_envelope([heur_point], q, c),
-        "oracle": anchored_envelope([oracle_point], q, c),
+        "router": _anchored(_finite_quality(router_points), cheapest),
+        **({"threshold_rule": _threshold_rule_envelope(model, cheapest)} if model.rule else {}),
+        "router_clamps": _anchored(_finite_quality(all_points), cheapest),
+        "random": m.upper_envelope(always),
+        "heuristic": _anchored([heur_point], cheapest),
+        "oracle": _anchored([oracle_point], cheapest),
     }
     c_min, c_max = always[0].cost, max(p.cost for p in always)
     auc_envs = {
         **envs,
-        **{f"always:{n}": anchored_envelope([always[t]], q, c) for t, n in enumerate(names)},
+        **{f"always:{n}": _anchored([always[t]], cheapest) for t, n in enumerate(names)},
     }
     auc = {
         name: (
@@ -327,23 +362,21 @@ def score(inp: EvalInputs) -> dict[str, Any]:
     }
     q_top, c_top = always[-1].quality, always[-1].cost
     shortfall = _shortfall(envs["router"], envs["random"], c_min, c_max)
-    if inp.rule is None:
-        default = operating_summary(inp.p_sufficient, q, c, inp.threshold, names)
-        decisions = m.decide(inp.p_sufficient, inp.threshold)
-        default["rule"], default["label"] = "threshold", f"threshold {inp.threshold:.3f}"
+    default = point_summary(model.default.point(), always[-1], model.default.traffic[0], names)
+    if model.rule is None:
+        default = {"threshold": float(model.threshold), **default}
+        default["rule"], default["label"] = "threshold", f"threshold {model.threshold:.3f}"
     else:
-        decisions = inp.rule.decide(inp.rule.default, 0, len(names) - 1)
-        default = decisions_summary(decisions, q, c, names)
-        default["threshold"] = inp.threshold  # the bundle's calibrated threshold, for reference
-        default["rule"], default["label"] = inp.rule.name, inp.rule.label
-        default["setting"] = inp.rule.default
+        default["threshold"] = model.threshold  # the bundle's calibrated threshold, for reference
+        default["rule"], default["label"] = model.rule.name, model.rule.label
+        default["setting"] = model.rule.default
     default["random_quality_at_same_cost"] = m.quality_at_cost(envs["random"], default["cost_usd"])
     default["heuristic_quality_at_same_cost"] = m.quality_at_cost(
         envs["heuristic"], default["cost_usd"]
     )
-    heur_share = np.bincount(inp.heuristic, minlength=len(names)) / len(inp.heuristic)
-    oracle_share = np.bincount(oracle_d, minlength=len(names)) / len(oracle_d)
-    calibration = _calibration(inp)
+    heur_share = out_.heuristic.share()
+    oracle_share = out_.oracle.share()
+    calibration = _calibration(model)
     out = {
         "axis": {"c_min": c_min, "c_max": c_max, "top_quality": q_top, "top_cost": c_top},
         "always": [
@@ -361,7 +394,7 @@ def score(inp: EvalInputs) -> dict[str, Any]:
                     auc["threshold_rule"], auc["random"], auc["oracle"]
                 )
             }
-            if inp.rule
+            if model.rule
             else {}
         ),
         "targets": _targets(envs, q_top, c_top),
@@ -376,7 +409,7 @@ def score(inp: EvalInputs) -> dict[str, Any]:
             for n, p in zip(names, always, strict=True)
         ],
         "two_tier": _two_tier(
-            inp,
+            names,
             sweep,
             always,
             heur_point,
@@ -398,13 +431,10 @@ def score(inp: EvalInputs) -> dict[str, Any]:
                 "traffic_share": oracle_share.tolist(),
             },
         },
-        "classification": _classification(inp.labels, decisions, len(names)),
+        "classification": _classification(model),
         "calibration": calibration,
         "mean_ece": mean_ece(calibration),
-        "breakdowns": {
-            "group": _breakdown(inp.groups, inp, decisions, oracle_d),
-            "source": _breakdown(inp.sources, inp, decisions, oracle_d),
-        },
+        "breakdowns": {kind: _breakdown(kind, model) for kind in KINDS},
     }
     out["verdict"] = verdict(out)
     return out
@@ -421,60 +451,3 @@ def _shortfall(
     diff = np.array([m.quality_at_cost(router, c) - m.quality_at_cost(random, c) for c in grid])
     i = int(np.nanargmin(diff))
     return {"min_difference": float(diff[i]), "at_cost_share": float(grid[i] / c_max)}
-
-
-def _pct(x: float) -> str:
-    return f"{x:.1%}" if np.isfinite(x) else "n/a"
-
-
-def verdict(mt: dict[str, Any]) -> dict[str, Any]:
-    """Plain sentences answering "should I switch?", from the figures alone, plus the two
-    booleans they rest on (router above random mixing / above the heuristic)."""
-    d, h = mt["default"], mt["baselines"]["heuristic"]
-    rq, hq = d["random_quality_at_same_cost"], h["router_quality_at_same_cost"]
-    beats_random = bool(np.isfinite(rq) and d["quality"] > rq + 1e-9)
-    beats_heur = bool(np.isfinite(hq) and hq > h["quality"] + 1e-9)
-    t95 = next(t for t in mt["targets"] if t["share_of_top_quality"] == 0.95)
-    c_top = mt["axis"]["top_cost"]
-    lines = [
-        f"At its default setting ({d.get('label', 'threshold')}) the router keeps "
-        f"{_pct(d['quality_share_of_top'])} of the top tier's quality for "
-        f"{_pct(d['cost_share_of_top'])} of its cost.",
-        f"Random mixing of fixed tiers at the same cost reaches quality {rq:.4f} against the "
-        f"router's {d['quality']:.4f} ({d['quality'] - rq:+.4f}).",
-        f"The rule-based heuristic reaches {h['quality']:.4f} at {_pct(h['cost'] / c_top)} of "
-        f"top cost; the router's curve at that cost reaches {hq:.4f}.",
-        f"Over the whole cost range the router closes {_pct(mt['gap_closed'])} of the gap "
-        f"between random mixing and the oracle (normalised AUC {mt['auc']['router']:.4f} vs "
-        f"{mt['auc']['random']:.4f} random, {mt['auc']['oracle']:.4f} oracle).",
-        f"To keep 95% of top quality the router needs {_pct(t95['cost']['router'] / c_top)} of "
-        f"top cost, random mixing {_pct(t95['cost']['random'] / c_top)} (saving "
-        f"{_pct(t95['saving_vs_random_share'])}).",
-    ]
-    if beats_random and beats_heur:
-        bottom = (
-            "Switch: at its default setting the router beats random mixing, and at the "
-            "heuristic's cost it beats the heuristic."
-        )
-    elif beats_random:
-        bottom = (
-            "Mixed: the router beats random mixing at its default threshold but not the "
-            "rule-based heuristic at the heuristic's cost."
-        )
-    else:
-        bottom = (
-            "Do not switch on this evidence: at its default setting the router is no "
-            "better than randomly mixing fixed tiers at the same cost."
-        )
-    gap = mt["gap_closed"]
-    if beats_random and np.isfinite(gap) and gap < 0:
-        bottom += (
-            " But over the whole cost range its threshold curve lies below random mixing"
-            " (negative gap closed): keep the threshold near its default."
-        )
-    return {
-        "summary": bottom,
-        "details": lines,
-        "beats_random_at_default": beats_random,
-        "beats_heuristic_at_its_cost": beats_heur,
-    }
