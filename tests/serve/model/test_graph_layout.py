@@ -1,0 +1,61 @@
+"""The stacked classifier graph decides exactly as the per-head graph every schema-2 bundle
+carried before it, and both load, pass the serving checks and answer on both paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from serve.model.bundle import CLASSIFIER
+from serve.model.checks import check_bundle
+from serve.model.runtime import Router
+
+TEXTS = [
+    "hi",
+    "What is the capital of France?",
+    "Prove that there are infinitely many primes, then formalise the proof in Lean 4.",
+    "Write a thread-safe LRU cache in Rust with generics, tests and benchmarks. " * 8,
+    "Résumé: übersetze diesen Absatz ins Englische, bitte.",
+]
+# Nodes of the stacked graph per head family (tests/train/fit/test_families.py checks them).
+STACKED_NODES = {"logreg": 2, "mlp": 4, "ensemble": 8}
+
+
+def _nodes(bundle) -> int:
+    return len(onnx.load(str(bundle / CLASSIFIER)).graph.node)
+
+
+def test_the_stacked_graph_is_smaller_and_has_no_unused_output(tiny_bundles, per_head_bundle):
+    new = tiny_bundles["a"]
+    router = Router.load(new)
+    classifier = router.manifest.classifier
+    assert "lengths_output" not in classifier  # no tier learned its answer length
+    assert [o.name for o in router.classifier.get_outputs()] == ["p_correct"]
+    assert classifier["graph_nodes"] == _nodes(new)
+    if classifier["family"] in STACKED_NODES:
+        assert _nodes(new) == STACKED_NODES[classifier["family"]]
+    assert _nodes(new) < _nodes(per_head_bundle)
+    assert set(classifier["constant_heads"]) == {"large"}
+    assert 0.5 < classifier["constant_heads"]["large"] < 1.0
+
+
+def test_a_per_head_bundle_loads_and_decides_exactly_as_the_stacked_one(
+    tiny_bundles, per_head_bundle
+):
+    new, old = Router.load(tiny_bundles["a"]), Router.load(per_head_bundle)
+    assert old._outputs == ["p_correct"]  # the lengths output is named but not run
+    a, b = new.estimates(TEXTS), old.estimates(TEXTS)
+    assert a.p_correct is not None and b.p_correct is not None
+    np.testing.assert_allclose(a.p_correct, b.p_correct, atol=1e-6)
+    np.testing.assert_allclose(a.p_sufficient, b.p_sufficient, atol=1e-6)
+    np.testing.assert_allclose(a.cost, b.cost, rtol=1e-12)
+    for setting in [new.default_setting, *new.knob_settings(7)]:
+        np.testing.assert_array_equal(new.decide(a, setting), old.decide(b, setting))
+        for text in TEXTS:
+            hi = len(new.tier_names) - 1
+            got, want = new.decide_one(text, setting, 0, hi), old.decide_one(text, setting, 0, hi)
+            assert got[0] == want[0]
+            np.testing.assert_allclose(got[1], want[1], atol=1e-6)
+            np.testing.assert_allclose(got[3], want[3], rtol=1e-12)
+    for bundle in (tiny_bundles["a"], per_head_bundle):
+        check_bundle(bundle)  # what promotion and a server's start run
