@@ -97,6 +97,7 @@ def in_process(model: Path, n: int) -> dict[str, Any]:
         ("150 words", LONG, False),
         ("150 words, cold word cache", LONG, True),
     )
+    out["graph"] = graph_run(served.router, 10 * n)
     for label, texts, cold in sets:
         setting = served.router.default_setting
         queries = [Query(t, setting, 0, len(served.names) - 1) for t in texts]
@@ -116,6 +117,27 @@ def in_process(model: Path, n: int) -> dict[str, Any]:
         # CPU time of this thread: what the call costs when no other process preempts it
         out[label]["cpu_p99_ms"] = float(np.percentile(np.asarray(cpu) * 1e3, 99))
     return out
+
+
+def graph_run(router: Any, n: int) -> dict[str, Any]:
+    """One run of the classifier graph on one row, as the single-text path makes it: the part
+    of a decision that grows with the graph's node count (ONNX Runtime's cost per node)."""
+    feats = router.features([LONG[0]]).astype(np.float32)
+    session, outputs, feeds = router.classifier, router._outputs, {router._input: feats}
+    for _ in range(min(n, 500)):
+        session.run(outputs, feeds)
+    times = []
+    clock = time.perf_counter
+    for _ in range(n):
+        t0 = clock()
+        session.run(outputs, feeds)
+        times.append(clock() - t0)
+    us = np.asarray(times) * 1e6
+    return {
+        "nodes": router.manifest.classifier.get("graph_nodes"),  # None: an older bundle
+        "p50_us": float(np.median(us)),
+        "p99_us": float(np.percentile(us, 99)),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -250,6 +272,19 @@ def rows(res: dict[str, Any]) -> list[Row]:
             "x",
         ),
     ]
+    graph = ip.get("graph")
+    if graph:
+        nodes = f", {graph['nodes']} nodes" if graph["nodes"] else ""
+        out.append(
+            Row(
+                f"classifier graph p50 per run (one row{nodes})",
+                graph["p50_us"],
+                None,
+                "",
+                None,
+                "us",
+            )
+        )
     for label in ("short", "150 words", "150 words, cold word cache"):
         p = ip[label]
         out.append(Row(f"in-process p50 ({label})", p["p50_ms"], None, "", None))
