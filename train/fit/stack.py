@@ -5,9 +5,9 @@ logistic-regression head, and three nodes to build a constant column), and ONNX 
 about 0.4 us per node on one row: 16 nodes took 11.4 us a run where one node takes 5.2. A
 head is a few dense layers (a logistic regression is one), so folding the StandardScaler into
 the first layer and placing the heads' weights side by side (block-diagonal after the first
-layer) gives one Gemm per layer for every head together. A constant head becomes a column with zero weights and
-its value as the bias (logit(p) before a Sigmoid), costing no node at all. Heads that are not
-dense layers (kNN) return None here and keep skl2onnx's per-head conversion.
+layer) gives one Gemm per layer for every head together. A constant head becomes a column with
+zero weights and its value as the bias (logit(p) before a Sigmoid), costing no node at all.
+Heads that are not dense layers (kNN) return None here and keep skl2onnx's per-head conversion.
 """
 
 from __future__ import annotations
