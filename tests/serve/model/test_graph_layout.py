@@ -3,6 +3,8 @@ carried before it, and both load, pass the serving checks and answer on both pat
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import onnx
 
@@ -59,3 +61,17 @@ def test_a_per_head_bundle_loads_and_decides_exactly_as_the_stacked_one(
             np.testing.assert_allclose(got[3], want[3], rtol=1e-12)
     for bundle in (tiny_bundles["a"], per_head_bundle):
         check_bundle(bundle)  # what promotion and a server's start run
+
+
+def test_the_single_text_path_gives_each_thread_its_own_bound_row(tiny_bundles):
+    """Short texts are decided on the event loop and long ones on the threadpool at the same
+    time: each thread writes its features into its own bound input row."""
+    router = Router.load(tiny_bundles["a"])
+    want = {text: router.estimates_one(text) for text in TEXTS}
+    batch = router.estimates(TEXTS)
+    for text, row in zip(TEXTS, batch.p_sufficient, strict=True):
+        np.testing.assert_allclose(want[text][0], row, atol=1e-6)
+    texts = TEXTS * 60
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(router.estimates_one, texts))
+    assert got == [want[t] for t in texts]
