@@ -3,12 +3,14 @@ carried before it, and both load, pass the serving checks and answer on both pat
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import onnx
 
-from serve.model.bundle import CLASSIFIER
+from serve.model.bundle import CLASSIFIER, read_manifest, sha256_file, write_manifest
 from serve.model.checks import check_bundle
 from serve.model.runtime import Router
 
@@ -75,3 +77,50 @@ def test_the_single_text_path_gives_each_thread_its_own_bound_row(tiny_bundles):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(router.estimates_one, texts))
     assert got == [want[t] for t in texts]
+
+
+def test_learned_lengths_are_read_from_the_second_output_on_both_paths(tiny_bundles, tmp_path):
+    """Bundle `a` with the medium tier's answer length learned (a ridge on the features): the
+    graph gains one Gemm, and both inference paths price that tier from it."""
+    import joblib
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from train.fit.export import correctness_to_onnx
+
+    src, dst = tiny_bundles["a"], tmp_path / "lengths"
+    shutil.copytree(src, dst)
+    router = Router.load(src)
+    x = router.features(TEXTS * 4).astype(np.float32)
+    log_len = 2.0 + 3.0 * np.abs(x[:, :8]).sum(axis=1)  # varies with the text
+    ridge = Pipeline([("scale", StandardScaler()), ("ridge", Ridge(1e-3))]).fit(x, log_len)
+    heads = joblib.load(src / "training" / "heads.joblib")["heads"]
+    fixed = float(np.log1p(300))
+    graph = correctness_to_onnx(heads, [fixed, ridge, fixed], x.shape[1])
+    assert len(graph.graph.node) == _nodes(src) + 1
+    (dst / CLASSIFIER).write_bytes(graph.SerializeToString())
+    m = read_manifest(dst)
+    classifier = {**m.classifier, "lengths_output": "log_out_tokens"}
+    cost_model = {**m.cost_model, "learned": [False, True, False]}
+    files = {**m.files, CLASSIFIER: sha256_file(dst / CLASSIFIER)}
+    write_manifest(dst, replace(m, classifier=classifier, cost_model=cost_model, files=files))
+
+    learned = check_bundle(dst)
+    assert learned._outputs == ["p_correct", "log_out_tokens"]
+    est, base = learned.estimates(TEXTS), router.estimates(TEXTS)
+    np.testing.assert_allclose(est.p_correct, base.p_correct, atol=1e-6)
+    np.testing.assert_allclose(est.cost[:, [0, 2]], base.cost[:, [0, 2]], rtol=1e-9)
+    n_in = np.array(
+        [
+            learned.cost_model.input_tokens(c, len(t))
+            for c, t in zip(learned.embedder.embed(TEXTS)[1], TEXTS, strict=True)
+        ]
+    )
+    tier = learned.manifest.ladder.tiers[1]
+    answer = np.expm1(ridge.predict(x[: len(TEXTS)]))
+    want = (n_in * tier.input_price + answer * tier.output_price) / 1e6
+    np.testing.assert_allclose(est.cost[:, 1], want, rtol=1e-4)
+    assert np.ptp(est.cost[:, 1] - base.cost[:, 1]) > 0  # priced per text, not a constant
+    for i, text in enumerate(TEXTS):
+        np.testing.assert_allclose(learned.estimates_one(text)[2], est.cost[i], rtol=1e-6)
