@@ -117,8 +117,10 @@ def test_lines_are_what_json_dumps_gives_for_the_record(tiny_bundles, sweep, wit
 
     router = Router.load(tiny_bundles["a"])
     texts = ["add 2 and 3", 'quote " and \\ backslash', "prove the theorem ü", "x"]
-    ids = ["7", "007", "id with \"quotes\" and ü", "-3"]
-    chunk = [TextRow(f"dir/{k}.jsonl", i, t) for k, (i, t) in enumerate(zip(ids, texts))]
+    ids = ["7", "007", 'id with "quotes" and ü', "-3"]
+    chunk = [
+        TextRow(f"dir/{k}.jsonl", i, t) for k, (i, t) in enumerate(zip(ids, texts, strict=True))
+    ]
     setting = router.setting()
     knob = router.knob_settings(sweep) if sweep else []
     got = _records(router, chunk, setting, knob, with_source).splitlines()
@@ -130,9 +132,9 @@ def test_lines_are_what_json_dumps_gives_for_the_record(tiny_bundles, sweep, wit
         record = {
             "id": int(row.id) if row.id == "7" else row.id,
             "tier": names[tiers[i]],
-            "p_sufficient": dict(zip(names, est.p_sufficient[i].round(6).tolist())),
+            "p_sufficient": dict(zip(names, est.p_sufficient[i].round(6).tolist(), strict=True)),
             "cost_usd": float(est.cost[i, tiers[i]]),
-            "p_correct": dict(zip(names, est.p_correct[i].round(6).tolist())),
+            "p_correct": dict(zip(names, est.p_correct[i].round(6).tolist(), strict=True)),
         }
         if knob:
             record["sweep"] = [names[router.decide(est, s)[i]] for s in knob]
