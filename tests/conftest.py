@@ -47,6 +47,16 @@ def legacy_bundle(tiny_bundles: dict[str, Path], tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture(scope="session")
+def per_head_bundle(
+    tiny_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Bundle `a` with the schema-2 graph layout from before the heads were stacked."""
+    from tests.support.legacy import make_per_head_bundle
+
+    return make_per_head_bundle(tiny_bundles["a"], tmp_path_factory.mktemp("per_head") / "old")
+
+
+@pytest.fixture(scope="session")
 def routerbench_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The default recipe trained on RouterBench with the hash split held out (once per
     session; skipped when ../shared/data is absent): (bundle folder, TrainResult)."""

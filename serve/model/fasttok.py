@@ -23,10 +23,12 @@ and hands the rest to the real tokenizer. Batches learn all their new words in o
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
-from itertools import chain
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from tokenizers import Tokenizer
 
 MAX_CACHED_CHUNKS = 100_000  # ~15 MB at most; chunks beyond it are worked out each time
@@ -41,7 +43,14 @@ PY_SPACES = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(
     map(chr, [*range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000])
 )
 
-Ids = tuple[int, ...]
+Ids = bytes  # token ids as native int32: texts join their chunks' ids with one b"".join
+TokenIds = Sequence[int] | np.ndarray  # a list, or int32 ids (a view into a batch's array)
+
+# Joins a batch's texts: a chunk of its own (the private-use character is deleted by BERT's
+# clean-up wherever a text holds it, so a text cannot make this chunk unless it holds it
+# alone between spaces, which the count of separators then reveals).
+_SEPARATOR = " \ue000 "
+_MARK: Ids = np.array([-1], np.int32).tobytes()  # the separator's ids, found by identity
 
 
 class WordPieceShortcut:
@@ -57,8 +66,9 @@ class WordPieceShortcut:
         self.tokenizer = tokenizer
         self.added = added  # special tokens are matched in the raw text: fall back on them
         self.added_starts = sorted({t[0] for t in added if t})  # "[": one fast test per text
-        # Ids are kept as tuples of ints, which the garbage collector stops tracking: lists
-        # made every collection walk the caches (measured: 30% of a warm lookup's time).
+        # Ids are kept as bytes of int32: the garbage collector does not track them (lists
+        # made every collection walk the caches: 30% of a warm lookup's time), and a text's
+        # ids are one b"".join of its chunks' (flattening tuples cost 75 ns a token).
         self.chunks: dict[str, Ids] = {}
         self.cache: dict[str, Ids] = {}  # word -> ids
         self.table: dict[int, str | None] = {}
@@ -68,7 +78,11 @@ class WordPieceShortcut:
             self._learn(chr(code))
         # Characters str.split() splits on but BERT does not: what BERT makes of them.
         self.hazards = {ord(c): self._normalize(c) for c in PY_SPACES if self._normalize(c) != " "}
-        self.hazard_chars = frozenset(map(chr, self.hazards))
+        self.hazard_search = (
+            re.compile("[" + "".join(re.escape(chr(c)) for c in self.hazards) + "]").search
+            if self.hazards
+            else None
+        )
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer) -> WordPieceShortcut | None:
@@ -120,7 +134,7 @@ class WordPieceShortcut:
         """Whitespace chunks of `text`, or None when the real tokenizer must decide."""
         if any(c in text for c in self.added_starts) and any(t in text for t in self.added):
             return None
-        if not self.hazard_chars.isdisjoint(text):
+        if self.hazard_search is not None and self.hazard_search(text):
             text = text.translate(self.hazards)
         return text.split()
 
@@ -154,7 +168,7 @@ class WordPieceShortcut:
         trunc = self.tokenizer.truncation
         return int(trunc["max_length"]) if trunc else None
 
-    def ids(self, text: str) -> list[int] | None:
+    def ids(self, text: str) -> np.ndarray | None:
         """Token ids after truncation, or None when the real tokenizer must decide."""
         chunks = self._split(text)
         if chunks is None:
@@ -167,54 +181,113 @@ class WordPieceShortcut:
                     pieces[i] = ids = self._chunk_ids(chunks[i], budget)
                     if ids is None:
                         return None
-        return self._join(pieces)  # type: ignore[arg-type]
+        return _join(pieces, self._cap())  # type: ignore[arg-type]
 
     def _chunk_ids(self, chunk: str, budget: list[int]) -> Ids | None:
         words = self._chunk_words(chunk)
         if words is None:
             return None
-        ids: list[int] = []
+        ids: list[Ids] = []
         for word in words:
             known = self.cache.get(word)
             if known is None:
                 budget[0] -= 1
                 if budget[0] < 0:
                     return None  # mostly new words: one call to the real tokenizer is cheaper
-                known = tuple(self.tokenizer.encode(word, add_special_tokens=False).ids)
+                known = _pack(self.tokenizer.encode(word, add_special_tokens=False).ids)
                 if len(self.cache) < MAX_CACHED_WORDS:
                     self.cache[word] = known
-            ids += known
-        out = tuple(ids)
+            ids.append(known)
+        out = b"".join(ids)
         if len(self.chunks) < MAX_CACHED_CHUNKS:
             self.chunks[chunk] = out
         return out
 
-    def _join(self, pieces: list[Ids]) -> list[int]:
-        out = list(chain.from_iterable(pieces))
-        cap = self._cap()
-        return out if cap is None or len(out) <= cap else out[:cap]
+    def ids_batch(self, texts: list[str]) -> list[TokenIds | None]:
+        """`ids` for every text (a view into one int array per batch), or None where the real
+        tokenizer must decide; the batch's unseen words are learnt in one tokenizer call.
 
-    def ids_batch(self, texts: list[str]) -> list[list[int] | None]:
-        """`ids` for every text; the batch's unseen words are learnt in one tokenizer call."""
-        all_chunks = [self._split(t) for t in texts]
-        known = self.chunks
-        unseen = {c for cs in all_chunks if cs is not None for c in cs if c not in known}
-        local: dict[str, Ids | None] = {}  # chunks the cache has no room for
-        if unseen:
-            local = self._learn_chunks(unseen)
-        out: list[list[int] | None] = []
-        for chunks in all_chunks:
+        The whole batch is joined with a separator chunk and split, looked up and flattened
+        in a few C calls: per-text Python (a split, a lookup pass and a join per text) was
+        most of the cost of tokenizing once the caches were warm."""
+        if not texts:
+            return []
+        joined = _SEPARATOR.join(texts)
+        added = any(t in joined for t in self.added)
+        if self.hazard_search is not None and self.hazard_search(joined):
+            joined = joined.translate(self.hazards)
+        chunks = joined.split()
+        pieces = self._lookup_marking_separators(chunks)
+        if None in pieces:
+            self._fill(chunks, pieces)
+        marks = _positions(pieces, _MARK)
+        if len(marks) != len(texts) - 1:  # a text holds the separator itself: text by text
+            return self._ids_one_by_one(texts)
+        first = np.concatenate([[0], np.asarray(marks, np.intp) + 1])  # first chunk per text
+        last = np.append(np.asarray(marks, np.intp), len(chunks))  # one past its last chunk
+        bad = self._texts_to_refuse(texts, pieces, first, added)  # empties the None chunks
+        # Each separator's id (-1) stays in `flat` between two texts, outside both spans.
+        lens = np.fromiter(map(len, pieces), np.intp, len(pieces)) // _ID_BYTES  # type: ignore[arg-type]
+        flat = np.frombuffer(b"".join(pieces), np.int32)  # type: ignore[arg-type]
+        starts = np.concatenate([[0], np.cumsum(lens)])  # token offset of each chunk
+        begin, end = starts[first], starts[last]
+        cap = self._cap()
+        if cap is not None:
+            end = np.minimum(end, begin + cap)
+        return [
+            None if k in bad else flat[b:e]
+            for k, (b, e) in enumerate(zip(begin.tolist(), end.tolist(), strict=True))
+        ]
+
+    def _lookup_marking_separators(self, chunks: list[str]) -> list[Ids | None]:
+        """Cached ids per chunk, with the separator chunk as `_MARK` (only for this lookup:
+        inside a text, the same chunk has its real ids)."""
+        key = _SEPARATOR.strip()
+        real = self.chunks.get(key)
+        self.chunks[key] = _MARK
+        try:
+            return list(map(self.chunks.get, chunks))
+        finally:
+            if real is None:
+                del self.chunks[key]
+            else:
+                self.chunks[key] = real
+
+    def _fill(self, chunks: list[str], pieces: list[Ids | None]) -> None:
+        """Learn the unseen chunks and fill them in (None stays for what the table cannot
+        reproduce)."""
+        unseen = {c for c, p in zip(chunks, pieces, strict=True) if p is None}
+        local = self._learn_chunks(unseen)
+        for i, (c, p) in enumerate(zip(chunks, pieces, strict=True)):
+            if p is None:
+                pieces[i] = self.chunks[c] if c in self.chunks else local[c]
+
+    def _texts_to_refuse(
+        self, texts: list[str], pieces: list[Ids | None], first: np.ndarray, added: bool
+    ) -> set[int]:
+        """Texts holding a chunk the table cannot reproduce (whose entries become empty), or
+        a special token."""
+        bad: set[int] = set()
+        if None in pieces:
+            holes = _positions(pieces, None)
+            bad.update(k - 1 for k in np.searchsorted(first, holes, side="right").tolist())
+            for h in holes:
+                pieces[h] = b""
+        if added:
+            bad.update(k for k, t in enumerate(texts) if any(a in t for a in self.added))
+        return bad
+
+    def _ids_one_by_one(self, texts: list[str]) -> list[TokenIds | None]:
+        out: list[TokenIds | None] = []
+        for text in texts:
+            chunks = self._split(text)
             if chunks is None:
                 out.append(None)
                 continue
-            if local:
-                pieces = [known[c] if c in known else local[c] for c in chunks]
-                if None in pieces:
-                    out.append(None)
-                    continue
-            else:
-                pieces = [known[c] for c in chunks]
-            out.append(self._join(pieces))  # type: ignore[arg-type]
+            pieces = list(map(self.chunks.get, chunks))
+            if None in pieces:
+                self._fill(chunks, pieces)
+            out.append(None if None in pieces else _join(pieces, self._cap()))  # type: ignore[arg-type]
         return out
 
     def _learn_chunks(self, chunks: set[str]) -> dict[str, Ids | None]:
@@ -226,16 +299,41 @@ class WordPieceShortcut:
         if words:
             order = list(words)
             encs = self.tokenizer.encode_batch(order, add_special_tokens=False)
-            fresh = {w: tuple(e.ids) for w, e in zip(order, encs, strict=True)}
+            fresh = {w: _pack(e.ids) for w, e in zip(order, encs, strict=True)}
             room = max(0, MAX_CACHED_WORDS - len(self.cache))
             self.cache.update(dict(list(fresh.items())[:room]))
         rest: dict[str, Ids | None] = {}
         for chunk, ws in split.items():
             ids = None
             if ws is not None:
-                ids = tuple(i for w in ws for i in (self.cache.get(w) or fresh[w]))
+                ids = b"".join(self.cache[w] if w in self.cache else fresh[w] for w in ws)
             if ids is not None and len(self.chunks) < MAX_CACHED_CHUNKS:
                 self.chunks[chunk] = ids
             else:
                 rest[chunk] = ids
         return rest
+
+
+_ID_BYTES = 4
+
+
+def _pack(ids: list[int]) -> Ids:
+    return np.asarray(ids, np.int32).tobytes()
+
+
+def _join(pieces: list[Ids], cap: int | None) -> np.ndarray:
+    out = np.frombuffer(b"".join(pieces), np.int32)
+    return out if cap is None or len(out) <= cap else out[:cap]
+
+
+def _positions(items: list[Any], target: object) -> list[int]:
+    """Indices of `target` in `items` by identity, with C-speed scans (`list.index`)."""
+    out: list[int] = []
+    i = -1
+    try:
+        while True:
+            i = items.index(target, i + 1)
+            if items[i] is target:
+                out.append(i)
+    except ValueError:
+        return out

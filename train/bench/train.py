@@ -17,7 +17,7 @@ from typing import Any
 
 from train.bench.child import CHILD, timed_train  # noqa: F401  (re-exported)
 
-LADDERS = Path(__file__).resolve().parents[1] / "data" / "ladders"
+LADDERS = Path(__file__).resolve().parents[2] / "data" / "ladders"
 # (name, data path under shared/, ladder TOML or None for the built-in default)
 OUTCOME_SETS = (
     ("RouterBench (3 tiers)", "routerbench", None),
@@ -93,8 +93,11 @@ def run(args: Any) -> int:
                 break
             path = shared / rel
             ladder = LADDERS / ladder_file if ladder_file else None
-            if not path.exists() or (ladder and not ladder.is_file()):
+            if not path.exists():
+                print(f"skipped {name}: {path} not found", file=sys.stderr)
                 continue
+            if ladder and not ladder.is_file():
+                raise FileNotFoundError(f"ladder {ladder} for {name} is missing")
             bundle = tmpdir / rel.replace("/", "_")
             fit = timed_train([str(path)], bundle, ladder)
             report["quality"][name] = {"train": fit, **routing_quality(bundle, path, ladder)}

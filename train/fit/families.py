@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
@@ -29,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from serve.model.runtime import monotone_p_sufficient
 from train.fit.heads import ConstantHead, TierClassifier, _check_target, _one_class
 from train.fit.sampling import fold_strata
+from train.fit.threads import workers_for
 
 KNN_NEIGHBOURS = 25
 KNN_MAX_ROWS = 4000  # serving computes a distance to every training row of every head
@@ -97,11 +99,36 @@ class FamilyClassifier:
         self, x: np.ndarray, sufficient: np.ndarray, weights: np.ndarray | None = None
     ) -> FamilyClassifier:
         """Weights are not used: neither MLPClassifier nor kNN take sample weights."""
-        self.heads = []
-        for t in range(len(self.tier_names)):
-            known = ~np.isnan(sufficient[:, t])
-            self.heads.append(self._fit_one(t, x[known], sufficient[known, t].astype(int)))
+        rows = np.arange(len(x))
+        tasks = [(t, _known_rows(rows, sufficient, t), None) for t in range(len(self.tier_names))]
+        self.heads = [head for head, _ in self._run(tasks, x, sufficient)]
         return self
+
+    def _run(
+        self,
+        tasks: list[tuple[int, np.ndarray, np.ndarray | None]],
+        x: np.ndarray,
+        sufficient: np.ndarray,
+    ) -> list[tuple[Pipeline | ConstantHead, np.ndarray | None]]:
+        """Fit each (tier, fit rows, rows to predict) task; in two processes when the work is
+        big enough to pay their start-up (the MLP candidates were a third of training time
+        at 50k rows, and each fit is independent and seeded, so the result is the same)."""
+
+        args = [
+            (t, x[fit], sufficient[fit, t].astype(int), None if pred is None else x[pred])
+            for t, fit, pred in tasks
+        ]
+        jobs = workers_for(sum(len(a[1]) for a in args) * x.shape[1])
+        if jobs == 1:
+            return [self._fit_predict(*a) for a in args]
+        # arrays as arguments, not in a closure: joblib memory-maps them for the workers
+        return Parallel(n_jobs=jobs)(delayed(self._fit_predict)(*a) for a in args)
+
+    def _fit_predict(
+        self, t: int, x: np.ndarray, y: np.ndarray, x_predict: np.ndarray | None
+    ) -> tuple[Pipeline | ConstantHead, np.ndarray | None]:
+        head = self._fit_one(t, x, y)
+        return head, None if x_predict is None else head.predict_proba(x_predict)[:, 1]
 
     def p_tier(self, x: np.ndarray) -> np.ndarray:
         return np.column_stack([h.predict_proba(x)[:, 1] for h in self.heads])
@@ -119,13 +146,19 @@ class FamilyClassifier:
         k = len(self.tier_names)
         key = fold_strata(sufficient[:, : k - 1], self.folds)
         splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
+        tasks = [
+            (t, _known_rows(fit_idx, sufficient, t), val_idx)
+            for fit_idx, val_idx in splitter.split(x, key)
+            for t in range(k)
+        ]
         oof = np.full((len(x), k), np.nan)
-        for fit_idx, val_idx in splitter.split(x, key):
-            for t in range(k):
-                rows = fit_idx[~np.isnan(sufficient[fit_idx, t])]
-                head = self._fit_one(t, x[rows], sufficient[rows, t].astype(int))
-                oof[val_idx, t] = head.predict_proba(x[val_idx])[:, 1]
+        for (t, _, val_idx), (_, p) in zip(tasks, self._run(tasks, x, sufficient), strict=True):
+            oof[val_idx, t] = p
         return oof if raw else monotone_p_sufficient(oof[:, : k - 1])
+
+
+def _known_rows(rows: np.ndarray, sufficient: np.ndarray, t: int) -> np.ndarray:
+    return rows[~np.isnan(sufficient[rows, t])]
 
 
 @dataclass

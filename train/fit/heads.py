@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from serve.model.runtime import monotone_p_sufficient
 from train.data.types import DataError
 from train.fit.sampling import fold_strata, stratified_sample
-from train.fit.threads import one_thread, threads_for
+from train.fit.threads import one_thread, threads_for, workers_for
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 MIN_ROWS_PER_CLASS = 5
@@ -206,6 +206,7 @@ class TierClassifier:
             use_legacy_attributes=False,
             max_iter=3000,
             random_state=self.seed,
+            n_jobs=workers_for(x.size * self.folds),  # folds in parallel when it pays
         )
         path.fit(StandardScaler().fit_transform(x), y, sample_weight=None if w is None else w[sel])
         mean_auc = path.scores_.mean(axis=0)[0]  # [n_cs]

@@ -41,9 +41,22 @@ from train.fit.decision import (
     input_tokens,
     untruncated_counter,
 )
-from train.fit.export import CORRECT, INPUT, LENGTHS, check_parity, correctness_to_onnx
+from train.fit.export import (
+    CORRECT,
+    INPUT,
+    LENGTHS,
+    check_parity,
+    correctness_to_onnx,
+    has_output,
+)
 from train.fit.families import HeadFamily
-from train.fit.heads import SELECTION_ROWS, ClassWeight, TierClassifier, head_auc
+from train.fit.heads import (
+    SELECTION_ROWS,
+    ClassWeight,
+    ConstantHead,
+    TierClassifier,
+    head_auc,
+)
 from train.fit.sampling import outcome_strata, stratified_sample
 from train.fit.threads import one_thread
 from train.fit.threshold import ThresholdTarget, calibrate_threshold
@@ -289,9 +302,11 @@ def _write_bundle(
     graph = correctness_to_onnx(clf.heads, decision.lengths.models, embedder.spec.n_features)
     x = x_train[:256]
     parity = check_parity(graph, clf.p_tier(x), x, output=CORRECT)
-    length_parity = check_parity(
-        graph, decision.lengths.log_tokens(x), x, atol=1e-3, output=LENGTHS
-    )
+    # No tier's answer length learned: no lengths output, serving uses output_tokens.
+    lengths: dict[str, Any] = {}
+    if has_output(graph, LENGTHS):
+        diff = check_parity(graph, decision.lengths.log_tokens(x), x, atol=1e-3, output=LENGTHS)
+        lengths = {"lengths_output": LENGTHS, "lengths_onnx_parity_max_abs_diff": diff}
     created = _now()
     name = cfg.name or cfg.out.name
     with atomic_bundle_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
@@ -317,7 +332,6 @@ def _write_bundle(
                 "file": CLASSIFIER,
                 "input": INPUT,
                 "output": CORRECT,
-                "lengths_output": LENGTHS,
                 "algorithm": f"per-tier heads of family {choice.family.value}, every tier: "
                 "p_correct = P(tier answers well); p_sufficient = running max of the non-top "
                 "tiers' p_correct along the ladder, top tier = 1.0",
@@ -328,7 +342,15 @@ def _write_bundle(
                 "logreg_cv_roc_auc": dict(zip(logreg.tier_names, logreg.cv_auc, strict=True)),
                 "seed": cfg.seed,
                 "onnx_parity_max_abs_diff": parity,
-                "lengths_onnx_parity_max_abs_diff": length_parity,
+                **lengths,
+                # P(sufficient) of the tiers whose known outcomes were all one class: folded
+                # into the graph as zero-weight columns (no node), listed here for readers.
+                "constant_heads": {
+                    tier: h.p
+                    for tier, h in zip(clf.tier_names, clf.heads, strict=True)
+                    if isinstance(h, ConstantHead)
+                },
+                "graph_nodes": len(graph.graph.node),
             },
             data={
                 "inputs": [asdict(i) for i in ds.inputs],

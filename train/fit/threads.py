@@ -30,3 +30,14 @@ def threads_for(rows: int, features: int) -> AbstractContextManager[object]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     big = rows * features > SHARED_THREADS_CELLS
     return threadpool_limits(limits=(cores or 1) if big else 1)
+
+
+# Cells (rows x features) of fitting work below which a second process costs more to start
+# (~1-2 s: a fresh interpreter importing scikit-learn) than it saves.
+PARALLEL_MIN_CELLS = 5_000_000
+
+
+def workers_for(cells: int) -> int:
+    """Processes for a batch of independent fits: every core when the work is big enough."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) if cells >= PARALLEL_MIN_CELLS else 1

@@ -81,7 +81,7 @@ def test_the_shortcut_matches_the_tokenizer_exactly(router):
         want = tok.encode(text, add_special_tokens=False).ids
         if got is not None:
             shortcut += 1
-            assert got == want, text
+            assert list(got) == want, text
     assert shortcut > 5000  # the shortcut really ran, and special tokens did not
     assert fast.ids("say [MASK] now") is None
 
@@ -101,7 +101,7 @@ def test_the_shortcut_matches_the_tokenizer_on_any_script(tiny_bundles):
         for got in (one, many, cold):
             if got is not None:
                 shortcut += 1
-                assert got == want, repr(text)
+                assert list(got) == want, repr(text)
     assert shortcut > 2 * len(texts)  # most texts take the shortcut on every path
     assert fast.ids("naïve café") is not None and fast.ids("ΟΔΟΣ") is not None
 
@@ -129,7 +129,7 @@ def test_a_text_of_unseen_words_learns_a_few_and_falls_back(tiny_bundles):
     for _ in range(3):
         fast.ids(text)
     want = fast.tokenizer.encode(text, add_special_tokens=False).ids
-    assert fast.ids(text) == want and len(fast.cache) == 3 * MISS_BUDGET
+    assert list(fast.ids(text)) == want and len(fast.cache) == 3 * MISS_BUDGET
 
 
 def test_a_lowered_token_cap_applies_to_the_shortcut(router, tiny_bundles):
@@ -139,7 +139,7 @@ def test_a_lowered_token_cap_applies_to_the_shortcut(router, tiny_bundles):
     assert apply_token_cap(capped, 5) == 5
     text = "one two three four five six seven eight"
     assert (
-        capped.embedder.shortcut.ids(text)
+        list(capped.embedder.shortcut.ids(text))
         == capped.embedder.tokenizer.encode(text, add_special_tokens=False).ids
     )
     assert len(capped.embedder.shortcut.ids(text)) == 5
@@ -160,3 +160,24 @@ def test_other_tokenizer_setups_do_not_get_the_shortcut(router):
     plain = Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
     plain.pre_tokenizer = pre_tokenizers.Whitespace()
     assert WordPieceShortcut.for_tokenizer(plain) is None
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_the_batch_path_handles_separators_special_tokens_and_the_cap(tiny_bundles, collide):
+    """A batch is joined with a separator chunk; a text holding that chunk alone sends the
+    batch text by text. Either way: the cap, special tokens and empty texts as one by one."""
+    from serve.api.state import apply_token_cap
+
+    router = Router.load(tiny_bundles["a"])
+    apply_token_cap(router, 5)
+    fast, tok = router.embedder.shortcut, router.embedder.tokenizer
+    texts = ["one two three four five six seven", "x[MASK]y", "", "\ue000a b\ue000", "ok"]
+    texts += ["a \ue000 b"] if collide else []
+    if not collide:
+        fast._ids_one_by_one = None  # the joined path must not need it
+    got = fast.ids_batch(texts)
+    assert got[1] is None  # the special token: the real tokenizer decides
+    for text, ids in zip(texts, got, strict=True):
+        if ids is not None:
+            assert list(ids) == tok.encode(text, add_special_tokens=False).ids, repr(text)
+    assert len(got[0]) == 5 and len(got[2]) == 0

@@ -46,3 +46,11 @@ def test_bench_train_times_training_and_scores_outcome_data(tmp_path, capsys):
     assert 0 <= quality["auc_random"] <= quality["auc_oracle"] <= 1
     assert set(report["quality"]) == {"RouterBench (3 tiers)"}  # others absent: skipped
     assert "| warm cache |" in capsys.readouterr().out
+
+
+def test_every_outcome_set_names_a_ladder_that_ships():
+    """A wrong path here once made the bench skip two of the three sets without a word."""
+    from train.bench.train import LADDERS, OUTCOME_SETS
+
+    for _, _, ladder in OUTCOME_SETS:
+        assert ladder is None or (LADDERS / ladder).is_file(), ladder

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from serve.model.bundle import read_manifest
 from serve.model.registry import set_current
 from train.cli import main
 
@@ -175,3 +176,7 @@ def test_bench_serve_runs_end_to_end_and_writes_json(models_dir, tmp_path, capsy
     assert result["requests_per_cpu_s"]["rung"] > 0  # the per-core figure docs/scaling.md uses
     assert result["cold_start_s"]["rung"] > 0
     assert result["in_process"]["150 words"]["n"] == 50
+    graph = result["in_process"]["graph"]  # the classifier graph's own share of a decision
+    assert graph["nodes"] == read_manifest(models_dir / "a").classifier["graph_nodes"]
+    assert 0 < graph["p50_us"] <= graph["p99_us"]
+    assert f"| classifier graph p50 per run (one row, {graph['nodes']} nodes) |" in table

@@ -182,7 +182,7 @@ def test_memory_grows_by_a_few_bytes_per_row_not_by_the_texts(bundle, tmp_path, 
         finally:
             tracemalloc.stop()
 
-    evaluate(router, [small], batch=256)  # warm the tokenizer's word cache outside both
+    evaluate(router, [large], batch=256)  # warm the tokenizer caches (chunks, words) for both
     held.clear()
     peaks = [peak(lambda p=p: evaluate(router, [p], batch=256)) for p in (small, large)]
     held_per_row = (held[1] - held[0]) / (3 * n)

@@ -10,7 +10,13 @@ from serve.model.ladder import default_ladder
 from train.data.types import Dataset
 from train.fit.choose import MIN_GAIN, candidates, choose_heads
 from train.fit.decision import fit_costs
-from train.fit.export import CORRECT, LENGTHS, check_parity, correctness_to_onnx
+from train.fit.export import (
+    CORRECT,
+    LENGTHS,
+    check_parity,
+    correctness_to_onnx,
+    probability_stacks,
+)
 from train.fit.families import (
     KNN_MAX_ROWS,
     EnsembleClassifier,
@@ -51,6 +57,16 @@ def fitted() -> dict[str, object]:
     }
 
 
+# Nodes of the stacked graph per family (one Gemm per layer for every head together; kNN
+# keeps skl2onnx's sub-graph per head); the per-head layout took 16 nodes for logreg.
+STACKED_OPS = {
+    "logreg": ["Gemm", "Sigmoid"],
+    "mlp": ["Gemm", "Relu", "Gemm", "Sigmoid"],
+    "ensemble": ["Gemm", "Sigmoid", "Gemm", "Relu", "Gemm", "Sigmoid", "Sum", "Mul"],
+    "knn": None,
+}
+
+
 @pytest.mark.parametrize("family", ["logreg", "mlp", "knn", "ensemble"])
 def test_every_family_exports_to_onnx_with_parity(fitted, family):
     clf, x = fitted[family], fitted["x"]
@@ -60,8 +76,22 @@ def test_every_family_exports_to_onnx_with_parity(fitted, family):
     expected = clf.p_tier(x)
     assert expected.shape == (len(x), 3)
     assert check_parity(graph, expected, x, output=CORRECT) < 1e-4
+    # No tier learned its answer length: no second output (serving uses output_tokens).
+    assert [o.name for o in graph.graph.output] == [CORRECT]
+    ops = [n.op_type for n in graph.graph.node]
+    if STACKED_OPS[family] is not None:
+        assert ops == STACKED_OPS[family]
+    else:
+        assert probability_stacks(clf.heads, x.shape[1]) is None
+        assert "Gemm" not in ops
+    # The layout bundles had before stacking gives the same numbers, lengths included.
+    per_head = correctness_to_onnx(clf.heads, lengths, x.shape[1], stacked=False)
+    assert len(per_head.graph.node) > len(graph.graph.node)
+    assert check_parity(per_head, expected, x, output=CORRECT) < 1e-4
     np.testing.assert_allclose(
-        check_parity(graph, np.full((len(x), 3), np.log1p(300)), x, output=LENGTHS), 0, atol=1e-4
+        check_parity(per_head, np.full((len(x), 3), np.log1p(300)), x, output=LENGTHS),
+        0,
+        atol=1e-4,
     )
     # The heads learn the signal: P(small suffices) falls with the first coordinate.
     corr = np.corrcoef(x[:, 0], expected[:, 0])[0, 1]
@@ -133,3 +163,18 @@ def test_auto_keeps_the_best_cross_validated_family(fitted):
     else:
         assert choice.family is HeadFamily.LOGREG
     assert choice.oof_raw.shape == (n, 3)
+
+
+def test_two_processes_give_the_same_heads_as_one(monkeypatch):
+    """Fits are seeded and independent, so running them in worker processes changes nothing."""
+    from train.fit import families
+
+    x, q = _synthetic(200, seed=4)
+    results = {}
+    for jobs in (1, 2):
+        monkeypatch.setattr(families, "workers_for", lambda cells, jobs=jobs: jobs)
+        clf = FamilyClassifier(HeadFamily.MLP, NAMES, DIM).fit(x, q)
+        results[jobs] = (clf.p_tier(x), clf.out_of_fold(x, q))
+    np.testing.assert_array_equal(results[1][0], results[2][0])
+    np.testing.assert_array_equal(results[1][1], results[2][1])
+    assert np.isfinite(results[2][1]).all()

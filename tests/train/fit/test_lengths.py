@@ -60,3 +60,14 @@ def test_the_graph_predicts_the_same_lengths(tmp_path):
     heads = [ConstantHead(np.array([1, 0, 1])), ConstantHead(np.array([1, 1, 1]))]
     graph = correctness_to_onnx(heads, model.models, x.shape[1])
     assert check_parity(graph, model.log_tokens(x), x, atol=1e-4, output=LENGTHS) < 1e-4
+
+
+def test_untruncated_token_counts_match_the_tokenizer(tiny_bundles):
+    """Counted through the WordPiece shortcut, past the serving cap, any script."""
+    from serve.model.runtime import Router
+    from train.fit.decision import count_tokens, untruncated_counter
+
+    tok = untruncated_counter(Router.load(tiny_bundles["a"]).embedder.tokenizer)
+    texts = ["add 2 and 3", "naïve café 東京 — ΟΔΟΣ", "x\u0898y", "word " * 700, "", "[MASK] me"]
+    want = [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]
+    assert count_tokens(tok, texts).tolist() == want and want[3] == 700

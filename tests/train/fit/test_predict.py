@@ -106,3 +106,38 @@ def test_sweep_on_routerbench_traces_a_curve_whose_cost_rises_along_it(
     quality = np.array([held.quality[idx, sweep[:, j]].mean() for j in range(25)])
     assert np.all(np.diff(cost) >= -1e-9)  # recorded cost never falls along the sweep
     assert cost[-1] > 5 * cost[0] and quality[-1] > quality[0] + 0.1
+
+
+@pytest.mark.parametrize("sweep", [0, 3])
+@pytest.mark.parametrize("with_source", [False, True])
+def test_lines_are_what_json_dumps_gives_for_the_record(tiny_bundles, sweep, with_source):
+    """The %-template writer against the record built as a dict and passed to json.dumps."""
+    from train.data.types import TextRow
+    from train.fit.predict import _records
+
+    router = Router.load(tiny_bundles["a"])
+    texts = ["add 2 and 3", 'quote " and \\ backslash', "prove the theorem ü", "x"]
+    ids = ["7", "007", 'id with "quotes" and ü', "-3"]
+    chunk = [
+        TextRow(f"dir/{k}.jsonl", i, t) for k, (i, t) in enumerate(zip(ids, texts, strict=True))
+    ]
+    setting = router.setting()
+    knob = router.knob_settings(sweep) if sweep else []
+    got = _records(router, chunk, setting, knob, with_source).splitlines()
+
+    names = router.tier_names
+    est = router.estimates(texts)
+    tiers = router.decide(est, setting)
+    for i, row in enumerate(chunk):
+        record = {
+            "id": int(row.id) if row.id == "7" else row.id,
+            "tier": names[tiers[i]],
+            "p_sufficient": dict(zip(names, est.p_sufficient[i].round(6).tolist(), strict=True)),
+            "cost_usd": float(est.cost[i, tiers[i]]),
+            "p_correct": dict(zip(names, est.p_correct[i].round(6).tolist(), strict=True)),
+        }
+        if knob:
+            record["sweep"] = [names[router.decide(est, s)[i]] for s in knob]
+        if with_source:
+            record["source"] = row.source
+        assert got[i] == json.dumps(record)

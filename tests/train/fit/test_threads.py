@@ -27,3 +27,10 @@ def test_one_thread_then_every_core_for_big_fits_only():
             assert _blas_threads() == {cores}
         assert _blas_threads() == {1}  # restored after the big fit
     assert _blas_threads() == before
+
+
+def test_processes_only_for_work_that_pays_their_start_up():
+    from train.fit.threads import PARALLEL_MIN_CELLS, workers_for
+
+    assert workers_for(PARALLEL_MIN_CELLS - 1) == 1
+    assert workers_for(PARALLEL_MIN_CELLS) == len(os.sched_getaffinity(0))
