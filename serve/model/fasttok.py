@@ -51,6 +51,9 @@ TokenIds = Sequence[int] | np.ndarray  # a list, or int32 ids (a view into a bat
 # alone between spaces, which the count of separators then reveals).
 _SEPARATOR = " \ue000 "
 _MARK: Ids = np.array([-1], np.int32).tobytes()  # the separator's ids, found by identity
+# Stands for a chunk the table cannot reproduce (found by identity; its -2 lies inside a text
+# that is refused anyway).
+_HOLE: Ids = np.array([-2], np.int32).tobytes()
 
 
 class WordPieceShortcut:
@@ -220,17 +223,16 @@ class WordPieceShortcut:
         pieces = self._lookup_marking_separators(chunks)
         if None in pieces:
             self._fill(chunks, pieces)
-        marks = _positions(pieces, _MARK)
-        if len(marks) != len(texts) - 1:  # a text holds the separator itself: text by text
-            return self._ids_one_by_one(texts)
-        first = np.concatenate([[0], np.asarray(marks, np.intp) + 1])  # first chunk per text
-        last = np.append(np.asarray(marks, np.intp), len(chunks))  # one past its last chunk
-        bad = self._texts_to_refuse(texts, pieces, first, added)  # empties the None chunks
-        # Each separator's id (-1) stays in `flat` between two texts, outside both spans.
-        lens = np.fromiter(map(len, pieces), np.intp, len(pieces)) // _ID_BYTES  # type: ignore[arg-type]
+            for h in _positions(pieces, None):  # chunks the table cannot reproduce
+                pieces[h] = _HOLE
         flat = np.frombuffer(b"".join(pieces), np.int32)  # type: ignore[arg-type]
-        starts = np.concatenate([[0], np.cumsum(lens)])  # token offset of each chunk
-        begin, end = starts[first], starts[last]
+        # Each separator leaves one -1 between two texts (token ids are never negative).
+        seps = np.flatnonzero(flat == -1)
+        if len(seps) != len(texts) - 1:  # a text holds the separator itself: text by text
+            return self._ids_one_by_one(texts)
+        begin = np.concatenate([[0], seps + 1])
+        end = np.append(seps, len(flat))
+        bad = self._texts_to_refuse(texts, pieces, added)
         cap = self._cap()
         if cap is not None:
             end = np.minimum(end, begin + cap)
@@ -262,17 +264,17 @@ class WordPieceShortcut:
             if p is None:
                 pieces[i] = self.chunks[c] if c in self.chunks else local[c]
 
-    def _texts_to_refuse(
-        self, texts: list[str], pieces: list[Ids | None], first: np.ndarray, added: bool
-    ) -> set[int]:
-        """Texts holding a chunk the table cannot reproduce (whose entries become empty), or
-        a special token."""
+    def _texts_to_refuse(self, texts: list[str], pieces: list[Ids | None], added: bool) -> set[int]:
+        """Texts holding a chunk the table cannot reproduce (its ids were replaced by
+        `_HOLE`), or a special token."""
         bad: set[int] = set()
-        if None in pieces:
-            holes = _positions(pieces, None)
-            bad.update(k - 1 for k in np.searchsorted(first, holes, side="right").tolist())
-            for h in holes:
-                pieces[h] = b""
+        if any(p is _HOLE for p in pieces):
+            text = 0
+            for p in pieces:
+                if p is _MARK:
+                    text += 1
+                elif p is _HOLE:
+                    bad.add(text)
         if added:
             bad.update(k for k, t in enumerate(texts) if any(a in t for a in self.added))
         return bad

@@ -146,5 +146,10 @@ def _sweep_doc(default: Setting, knob: list[Setting]) -> dict:
 
 
 def _id_json(raw: str) -> str:
-    """The id as JSON: a number when it is one (as written), else a string."""
-    return raw if raw.isdigit() and str(int(raw)) == raw else json.dumps(raw)
+    """The id as JSON: a number when it is one (as written), else a string (quoted directly
+    when nothing in it needs escaping: json.dumps per row cost 4 us)."""
+    if raw.isdigit() and str(int(raw)) == raw:
+        return raw
+    if raw.isascii() and raw.isprintable() and '"' not in raw and "\\" not in raw:
+        return f'"{raw}"'
+    return json.dumps(raw)
