@@ -69,6 +69,10 @@ class WordPieceShortcut:
         self.tokenizer = tokenizer
         self.added = added  # special tokens are matched in the raw text: fall back on them
         self.added_starts = sorted({t[0] for t in added if t})  # "[": one fast test per text
+        # One regex pass over a joined batch (5 substring scans took 3x as long).
+        self.added_search = (
+            re.compile("|".join(re.escape(t) for t in added if t)).search if any(added) else None
+        )
         # Ids are kept as bytes of int32: the garbage collector does not track them (lists
         # made every collection walk the caches: 30% of a warm lookup's time), and a text's
         # ids are one b"".join of its chunks' (flattening tuples cost 75 ns a token).
@@ -216,15 +220,17 @@ class WordPieceShortcut:
         if not texts:
             return []
         joined = _SEPARATOR.join(texts)
-        added = any(t in joined for t in self.added)
+        added = self.added_search is not None and self.added_search(joined) is not None
         if self.hazard_search is not None and self.hazard_search(joined):
             joined = joined.translate(self.hazards)
         chunks = joined.split()
         pieces = self._lookup_marking_separators(chunks)
+        holes = False
         if None in pieces:
             self._fill(chunks, pieces)
             for h in _positions(pieces, None):  # chunks the table cannot reproduce
                 pieces[h] = _HOLE
+                holes = True
         flat = np.frombuffer(b"".join(pieces), np.int32)  # type: ignore[arg-type]
         # Each separator leaves one -1 between two texts (token ids are never negative).
         seps = np.flatnonzero(flat == -1)
@@ -232,7 +238,7 @@ class WordPieceShortcut:
             return self._ids_one_by_one(texts)
         begin = np.concatenate([[0], seps + 1])
         end = np.append(seps, len(flat))
-        bad = self._texts_to_refuse(texts, pieces, added)
+        bad = self._texts_to_refuse(texts, pieces, holes, added)
         cap = self._cap()
         if cap is not None:
             end = np.minimum(end, begin + cap)
@@ -264,11 +270,13 @@ class WordPieceShortcut:
             if p is None:
                 pieces[i] = self.chunks[c] if c in self.chunks else local[c]
 
-    def _texts_to_refuse(self, texts: list[str], pieces: list[Ids | None], added: bool) -> set[int]:
+    def _texts_to_refuse(
+        self, texts: list[str], pieces: list[Ids | None], holes: bool, added: bool
+    ) -> set[int]:
         """Texts holding a chunk the table cannot reproduce (its ids were replaced by
         `_HOLE`), or a special token."""
         bad: set[int] = set()
-        if any(p is _HOLE for p in pieces):
+        if holes:
             text = 0
             for p in pieces:
                 if p is _MARK:
