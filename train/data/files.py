@@ -35,7 +35,7 @@ def json_lines(path: Path) -> Iterator[tuple[int, Any] | RowProblem]:
     that is not JSON, so readers report it with its line and go on."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+            if line.isspace() or not line:
                 continue
             try:
                 value = json.loads(line)

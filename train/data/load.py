@@ -119,9 +119,9 @@ def iter_texts(
     in the number of rows (except LLMRouter's single JSON list, which is one document).
     Outcomes are ignored: the file's models need not be the bundle's ladder."""
     for path in expand_paths(paths):
-        kind = fmt or detect_format(path)
+        kind, source = fmt or detect_format(path), str(path)
         for item in PROMPT_READERS[kind](path):
-            yield item if isinstance(item, RowProblem) else TextRow(str(path), *item)
+            yield item if isinstance(item, RowProblem) else TextRow(source, *item)
 
 
 def read_texts(

@@ -30,8 +30,7 @@ def _checked(path: Path, line: int, rid: Any, text: Any) -> Prompt | RowProblem:
 
 
 def labelled_prompts(path: Path) -> Iterator[Prompt | RowProblem]:
-    for item in unlabelled_rows(path):
-        yield item if isinstance(item, RowProblem) else (item.id, item.text)
+    return unlabelled_rows(path)
 
 
 def _csv_prompts(path: Path, text_of: Callable[[dict[str, Any]], Any], id_key: str) -> Iterator:

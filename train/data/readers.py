@@ -183,8 +183,9 @@ def read_llmrouter(path: Path, ladder: Ladder) -> Iterator[RawRow | RowProblem]:
         yield _outcome_row(item["scores"], ladder, path, i, rid, item.get("question"), group)
 
 
-def unlabelled_rows(path: Path) -> Iterator[RawRow | RowProblem]:
-    """Labelled-layout files read for their text only: a missing or unknown tier is fine."""
+def unlabelled_rows(path: Path) -> Iterator[tuple[str, str] | RowProblem]:
+    """(id, text) of labelled-layout files read for their text only: a missing or unknown tier
+    is fine. Yields tuples, not RawRows: this is `rung predict`'s per-row path."""
     for item in _labelled_records(path):
         if isinstance(item, RowProblem):
             yield item
@@ -193,8 +194,7 @@ def unlabelled_rows(path: Path) -> Iterator[RawRow | RowProblem]:
         text = obj.get("text")
         if text is None and isinstance(obj.get("messages"), list):
             text = text_from_messages(obj["messages"])
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not text or text.isspace():
             yield RowProblem(str(path), line, "missing or empty text")
             continue
-        rid = str(obj.get("sample_id") or obj.get("id") or index)
-        yield RawRow(rid, text, [], [], line=line)
+        yield str(obj.get("sample_id") or obj.get("id") or index), text
