@@ -42,7 +42,7 @@ def json_lines(path: Path) -> Iterator[tuple[int, Any] | RowProblem]:
             except json.JSONDecodeError as exc:
                 yield RowProblem(str(path), lineno, f"invalid JSON: {exc.msg}")
                 continue
-            if _SURROGATE_ESCAPE.search(line) and not _encodable(value):
+            if "\\u" in line and _SURROGATE_ESCAPE.search(line) and not _encodable(value):
                 yield RowProblem(
                     str(path), lineno, "a string holds a lone surrogate (\\ud800-\\udfff)"
                 )
