@@ -29,6 +29,7 @@ from train.data.types import (
     RowProblem,
     SourceFormat,
     TextRow,
+    solved,
 )
 
 Reader = Callable[[Path, Ladder], Iterator[RawRow | RowProblem]]
@@ -103,9 +104,9 @@ def _assemble(
         problems,
     )
     if apply_policy and ladder.unsolved is UnsolvedPolicy.DROP:
-        solved = (np.nan_to_num(ds.sufficient, nan=0.0) > 0).any(axis=1)
-        dropped = int((~solved).sum())
-        ds = ds.subset(solved)
+        keep = solved(ds.quality, ladder.pass_mark)
+        dropped = int((~keep).sum())
+        ds = ds.subset(keep)
         ds.dropped_unsolved = dropped
         if not len(ds):
             raise DataError("every row is unsolved and the ladder's policy is 'drop'")

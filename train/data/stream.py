@@ -18,7 +18,16 @@ from serve.model.bundle import sha256_file
 from serve.model.ladder import Ladder, UnsolvedPolicy
 from train.data.files import detect_format, expand_paths
 from train.data.load import READERS
-from train.data.types import DataError, Dataset, InputFile, RawRow, RowProblem, SourceFormat
+from train.data.types import (
+    DataError,
+    Dataset,
+    InputFile,
+    RawRow,
+    RowProblem,
+    SourceFormat,
+    pick_rows,
+    solved,
+)
 
 BATCH = 4096  # rows per batch: texts of one batch at a time
 KEEP_PROBLEMS = 10  # bad-row examples kept; the rest are only counted
@@ -41,7 +50,7 @@ class RowBatch:
 
     def subset(self, mask: np.ndarray) -> RowBatch:
         idx = np.flatnonzero(mask)
-        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        pick = lambda xs: pick_rows(xs, idx)  # noqa: E731
         return RowBatch(
             pick(self.ids),
             pick(self.texts),
@@ -50,12 +59,6 @@ class RowBatch:
             pick(self.groups),
             pick(self.sources),
         )
-
-
-def solved(quality: np.ndarray, pass_mark: float) -> np.ndarray:
-    """Rows some tier is known to pass (the `drop` policy keeps only these)."""
-    with np.errstate(invalid="ignore"):
-        return (np.nan_to_num(quality, nan=-np.inf) >= pass_mark).any(axis=1)
 
 
 @dataclass

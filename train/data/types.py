@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,17 @@ class InputFile:
     abs_path: str = ""  # where it was, resolved: `path` is as given, relative to the cwd
 
 
+def pick_rows(items: list[Any], idx: np.ndarray) -> list[Any]:
+    """The rows `idx` of a per-row list (the lists' side of a numpy `subset`)."""
+    return [items[i] for i in idx]
+
+
+def solved(quality: np.ndarray, pass_mark: float) -> np.ndarray:
+    """Rows some tier is known to pass: what the ladder's `drop` policy keeps."""
+    with np.errstate(invalid="ignore"):
+        return (np.nan_to_num(quality, nan=-np.inf) >= pass_mark).any(axis=1)
+
+
 @dataclass
 class Dataset:
     """Rows with per-tier outcomes. `quality[i, t]` is tier t's score on row i (NaN unknown)."""
@@ -99,7 +111,7 @@ class Dataset:
 
     def subset(self, mask: np.ndarray) -> Dataset:
         idx = np.flatnonzero(mask)
-        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        pick = lambda xs: pick_rows(xs, idx)  # noqa: E731
         return Dataset(
             self.ladder,
             pick(self.ids),
