@@ -68,9 +68,10 @@ class WordPieceShortcut:
 
     def __init__(self, tokenizer: Tokenizer, added: list[str]) -> None:
         self.tokenizer = tokenizer
-        self.added = added  # special tokens are matched in the raw text: fall back on them
-        self.added_starts = sorted({t[0] for t in added if t})  # "[": one fast test per text
-        # One regex pass over a joined batch (5 substring scans took 3x as long).
+        # Special tokens are matched in the raw text: texts holding one fall back. Their first
+        # characters ("[") make a cheap test per text; one regex pass serves a joined batch
+        # (5 substring scans took 3x as long).
+        self.added_starts = sorted({t[0] for t in added if t})
         self.added_search = (
             re.compile("|".join(re.escape(t) for t in added if t)).search if any(added) else None
         )
@@ -140,11 +141,21 @@ class WordPieceShortcut:
 
     def _split(self, text: str) -> list[str] | None:
         """Whitespace chunks of `text`, or None when the real tokenizer must decide."""
-        if any(c in text for c in self.added_starts) and any(t in text for t in self.added):
+        if self._holds_special_token(text):
             return None
         if self.hazard_search is not None and self.hazard_search(text):
             text = text.translate(self.hazards)
         return text.split()
+
+    def _holds_special_token(self, text: str) -> bool:
+        """A special token written in the text (matched raw, as the tokenizer does); the
+        first-character test skips the regex for most texts."""
+        search = self.added_search
+        return (
+            search is not None
+            and any(c in text for c in self.added_starts)
+            and search(text) is not None
+        )
 
     def _chunk_words(self, chunk: str) -> list[str] | None:
         """BERT's words in one chunk, or None if it holds a character the table cannot
@@ -158,19 +169,6 @@ class WordPieceShortcut:
             if not self.unsafe.isdisjoint(chunk):
                 return None
         return chunk.translate(self.table).split()
-
-    def words(self, text: str) -> list[str] | None:
-        """BERT's pre-tokenized words of `text`, or None when the real tokenizer must decide."""
-        chunks = self._split(text)
-        if chunks is None:
-            return None
-        out: list[str] = []
-        for chunk in chunks:
-            words = self._chunk_words(chunk)
-            if words is None:
-                return None
-            out += words
-        return out
 
     def _cap(self) -> int | None:
         trunc = self.tokenizer.truncation
@@ -221,7 +219,7 @@ class WordPieceShortcut:
         if not texts:
             return []
         joined = _SEPARATOR.join(texts)
-        added = self.added_search is not None and self.added_search(joined) is not None
+        added = self._holds_special_token(joined)
         if self.hazard_search is not None and self.hazard_search(joined):
             joined = joined.translate(self.hazards)
         chunks = joined.split()
@@ -285,7 +283,7 @@ class WordPieceShortcut:
                 elif p is _HOLE:
                     bad.add(text)
         if added:
-            bad.update(k for k, t in enumerate(texts) if any(a in t for a in self.added))
+            bad.update(k for k, t in enumerate(texts) if self._holds_special_token(t))
         return bad
 
     def _ids_one_by_one(self, texts: list[str]) -> list[TokenIds | None]:
@@ -325,8 +323,7 @@ class WordPieceShortcut:
         return rest
 
 
-_ID_BYTES = 4
-assert array("i").itemsize == _ID_BYTES  # C int is int32 wherever rung runs
+assert array("i").itemsize == 4  # C int is int32 wherever rung runs
 
 
 def _pack(ids: list[int]) -> Ids:
