@@ -326,6 +326,22 @@ class WordPieceShortcut:
 assert array("i").itemsize == 4  # C int is int32 wherever rung runs
 
 
+def batch_ids(
+    tokenizer: Tokenizer, shortcut: WordPieceShortcut | None, texts: list[str]
+) -> list[TokenIds]:
+    """Token ids per text: the exact shortcut where it applies (several times cheaper than
+    building `Encoding`s), one `encode_batch` call for the rest."""
+    out: list[TokenIds | None] = (
+        shortcut.ids_batch(texts) if shortcut is not None else [None] * len(texts)
+    )
+    rest = [i for i, ids in enumerate(out) if ids is None]
+    if rest:
+        encs = tokenizer.encode_batch([texts[i] for i in rest], add_special_tokens=False)
+        for i, enc in zip(rest, encs, strict=True):
+            out[i] = enc.ids
+    return out  # type: ignore[return-value]
+
+
 def _pack(ids: list[int]) -> Ids:
     return array("i", ids).tobytes()  # np.asarray for a few ints cost ~2 us; this ~0.3
 

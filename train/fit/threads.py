@@ -27,9 +27,8 @@ def one_thread() -> AbstractContextManager[object]:
 def threads_for(rows: int, features: int) -> AbstractContextManager[object]:
     """Every core for a fit big enough to share, else one thread (inside `one_thread`, this
     lifts the limit for the big fits only)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     big = rows * features > SHARED_THREADS_CELLS
-    return threadpool_limits(limits=(cores or 1) if big else 1)
+    return threadpool_limits(limits=cores() if big else 1)
 
 
 # Cells (rows x features) of fitting work below which a second process costs more to start
@@ -39,5 +38,11 @@ PARALLEL_MIN_CELLS = 5_000_000
 
 def workers_for(cells: int) -> int:
     """Processes for a batch of independent fits: every core when the work is big enough."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cores or 1) if cells >= PARALLEL_MIN_CELLS else 1
+    return cores() if cells >= PARALLEL_MIN_CELLS else 1
+
+
+def cores() -> int:
+    """Cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
