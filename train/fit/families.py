@@ -110,10 +110,9 @@ class FamilyClassifier:
         x: np.ndarray,
         sufficient: np.ndarray,
     ) -> list[tuple[Pipeline | ConstantHead, np.ndarray | None]]:
-        """Fit each (tier, fit rows, rows to predict) task; in two processes when the work is
-        big enough to pay their start-up (the MLP candidates were a third of training time
+        """Fit each (tier, fit rows, rows to predict) task; in worker processes when the work
+        is big enough to pay their start-up (the MLP candidates were a third of training time
         at 50k rows, and each fit is independent and seeded, so the result is the same)."""
-
         args = [
             (t, x[fit], sufficient[fit, t].astype(int), None if pred is None else x[pred])
             for t, fit, pred in tasks

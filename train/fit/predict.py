@@ -122,9 +122,7 @@ def _line_format(names: list[str], p_correct: bool, sweep: bool, source: bool) -
     """A %-template giving what `json.dumps` gives for the record (floats by repr, as json
     does), at a third of its cost: per-row dicts and json.dumps were a quarter of predict's
     time once tokenizing was fast."""
-    per_tier = (
-        ", ".join(f"{json.dumps(n)}: %r" for n in names).replace("%", "%%").replace("%%r", "%r")
-    )
+    per_tier = ", ".join(json.dumps(n).replace("%", "%%") + ": %r" for n in names)
     out = '{"id": %s, "tier": %s, "p_sufficient": {' + per_tier + '}, "cost_usd": %r'
     if p_correct:
         out += ', "p_correct": {' + per_tier + "}"
